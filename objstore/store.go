@@ -1,0 +1,266 @@
+package objstore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/lazaret/lazaret"
+)
+
+// Store is a node's durable local store of message metadata and body shards,
+// kept in one badger database. It is safe for concurrent use. Writes of
+// different messages proceed in parallel and share fsyncs (badger group
+// commit).
+type Store struct {
+	cfg   Config
+	db    *badger.DB
+	log   *slog.Logger
+	clock lazaret.Clock
+
+	// mu is held shared by every operation and exclusively by Close, so that
+	// Close waits for running operations and later ones fail cleanly.
+	mu        sync.RWMutex
+	closed    bool
+	done      chan struct{} // closed by Close; stops background work
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	// Counters behind Stats, rebuilt at Open and maintained by every write.
+	messages, bodyBytes, shards, shardBytes atomic.Int64
+}
+
+// errClosed is returned by operations on a closed Store.
+var errClosed = fmt.Errorf("objstore closed: %w", lazaret.ErrUnavailable)
+
+// maxConflictRetries bounds how often a read-modify-write transaction is
+// retried when a concurrent write to the same keys wins.
+const maxConflictRetries = 200
+
+// Open opens (creating if needed) the store in cfg.Dir. It deletes the chunks
+// of shard writes that never committed (a crash or kill between
+// NewShardWriter and Commit), then rebuilds the counters behind Stats. A nil
+// log discards logs; a nil clock means the system clock.
+func Open(cfg Config, log *slog.Logger, clock lazaret.Clock) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if clock == nil {
+		clock = lazaret.SystemClock{}
+	}
+	log = log.With("component", "objstore", "dir", cfg.Dir)
+	db, err := badger.Open(cfg.badgerOptions(badgerLogger{log.With("lib", "badger")}))
+	if err != nil {
+		return nil, fmt.Errorf("objstore.Open %s: %w", cfg.Dir, err)
+	}
+	s := &Store{cfg: cfg, db: db, log: log, clock: clock, done: make(chan struct{})}
+	if err := s.sweepPending(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("objstore.Open %s: sweeping unfinished writes: %w", cfg.Dir, err)
+	}
+	if err := s.rebuildCounters(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("objstore.Open %s: counting: %w", cfg.Dir, err)
+	}
+	log.Info("objstore opened", "messages", s.messages.Load(), "shards", s.shards.Load())
+	return s, nil
+}
+
+// Close stops background work, waits for running operations and closes the
+// database. Operations after Close fail with an error wrapping
+// lazaret.ErrUnavailable. Close is idempotent.
+func (s *Store) Close() error {
+	// Signal background work first, so that it stops between batches
+	// instead of holding Close up.
+	s.closeOnce.Do(func() { close(s.done) })
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("objstore.Close: %w", err)
+	}
+	return nil
+}
+
+// enter marks the start of an operation; call the returned func when done.
+func (s *Store) enter() (func(), error) {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, errClosed
+	}
+	return s.mu.RUnlock, nil
+}
+
+// delta is a change to the Stats counters made by one transaction.
+type delta struct{ messages, bodyBytes, shards, shardBytes int64 }
+
+func (s *Store) apply(d *delta) {
+	s.messages.Add(d.messages)
+	s.bodyBytes.Add(d.bodyBytes)
+	s.shards.Add(d.shards)
+	s.shardBytes.Add(d.shardBytes)
+}
+
+// update runs fn in a read-write transaction and commits it (fsync'd when
+// SyncWrites is on), retrying on conflicts with concurrent transactions. The
+// counter changes fn records are applied only if the commit succeeds.
+func (s *Store) update(fn func(txn *badger.Txn, d *delta) error) error {
+	for attempt := range maxConflictRetries {
+		if attempt > 0 {
+			// Back off with jitter so that writers of one hot key (say a
+			// message being released and learned at once) take turns.
+			time.Sleep(rand.N(time.Duration(min(attempt, 20)) * 500 * time.Microsecond))
+		}
+		var d delta
+		txn := s.db.NewTransaction(true)
+		err := fn(txn, &d)
+		if err == nil {
+			err = txn.Commit()
+		}
+		txn.Discard()
+		if errors.Is(err, badger.ErrConflict) {
+			continue
+		}
+		if err == nil {
+			s.apply(&d)
+		}
+		return err
+	}
+	return fmt.Errorf("objstore: gave up after %d transaction conflicts: %w", maxConflictRetries, lazaret.ErrUnavailable)
+}
+
+// sweepPending deletes the chunks and markers of writes that never
+// committed. It runs at Open, before any writer exists.
+func (s *Store) sweepPending() error {
+	var markers [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix(nsPending)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			markers = append(markers, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range markers {
+		chunks := append(prefix(nsChunk), m[2:]...)
+		n, err := s.deletePrefix(chunks)
+		if err != nil {
+			return err
+		}
+		if err := s.deleteKeys([][]byte{m}); err != nil {
+			return err
+		}
+		s.log.Warn("removed unfinished shard write", "key", fmt.Sprintf("%q", m[2:]), "chunks", n)
+	}
+	return nil
+}
+
+// deletePrefix deletes every key starting with p, in as many fsync'd batches
+// as needed, and returns how many it deleted.
+func (s *Store) deletePrefix(p []byte) (int, error) {
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(keys), s.deleteKeys(keys)
+}
+
+// deleteKeys deletes keys with a write batch (fsync'd on Flush).
+func (s *Store) deleteKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// rebuildCounters recomputes the Stats counters from the time index and the
+// shard headers; both live in the LSM tree, so no body is read.
+func (s *Store) rebuildCounters() error {
+	var d delta
+	err := s.db.View(func(txn *badger.Txn) error {
+		err := scanValues(txn, prefix(nsTime), func(k, v []byte) error {
+			state, size, err := decodeTimeValue(v)
+			if err != nil {
+				return fmt.Errorf("time index %q: %w", k, err)
+			}
+			d.addMessage(state, size, 1)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return scanValues(txn, prefix(nsHeader), func(k, v []byte) error {
+			h, err := decodeHeader(v)
+			if err != nil {
+				return fmt.Errorf("shard header %q: %w", k, err)
+			}
+			d.shards++
+			d.shardBytes += h.Size
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	s.apply(&d)
+	return nil
+}
+
+// scanValues calls fn with every key starting with p and its value, in key
+// order. Neither slice may be kept after fn returns.
+func scanValues(txn *badger.Txn, p []byte, fn func(k, v []byte) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true, PrefetchSize: 256})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		if err := item.Value(func(v []byte) error { return fn(item.Key(), v) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addMessage counts (sign > 0) or uncounts (sign < 0) a message record.
+func (d *delta) addMessage(state lazaret.State, size int64, sign int64) {
+	if state == lazaret.StateDeleted {
+		return
+	}
+	d.messages += sign
+	d.bodyBytes += sign * size
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.cfg.Dir }

@@ -1,0 +1,219 @@
+package rpc
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/lazaret/lazaret"
+	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+)
+
+// Conversions between the domain types in package lazaret and their wire form.
+// Enum values are kept numerically equal on both sides, so kinds convert by cast.
+
+func tsToPB(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func tsFromPB(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
+}
+
+func verdictToPB(v lazaret.Verdict) *pb.Verdict {
+	return &pb.Verdict{Kind: pb.VerdictKind(v.Kind), Score: v.Score, Scanner: v.Scanner, Report: v.Report}
+}
+
+func verdictFromPB(v *pb.Verdict) lazaret.Verdict {
+	if v == nil {
+		return lazaret.Verdict{}
+	}
+	return lazaret.Verdict{Kind: lazaret.VerdictKind(v.Kind), Score: v.Score, Scanner: v.Scanner, Report: v.Report}
+}
+
+// MessageToPB converts metadata to its wire form.
+func MessageToPB(m *lazaret.Metadata) *pb.Message {
+	out := &pb.Message{
+		Id:         string(m.ID),
+		Node:       int32(m.Node),
+		Received:   tsToPB(m.Received),
+		Sender:     m.Sender,
+		Recipients: m.Recipients,
+		ClientIp:   m.ClientIP,
+		Helo:       m.Helo,
+		From:       m.From,
+		To:         m.To,
+		Subject:    m.Subject,
+		Date:       tsToPB(m.Date),
+		MessageId:  m.MessageID,
+		Size:       m.Size,
+		Sha256:     m.SHA256[:],
+		Verdict:    verdictToPB(m.Verdict),
+		State:      pb.State(m.State),
+		LearnedAs:  pb.LearnKind(m.LearnedAs),
+		Version:    &pb.Version{Wall: m.Version.Wall, Logical: m.Version.Logical, Node: int32(m.Version.Node)},
+	}
+	for _, e := range m.History {
+		out.History = append(out.History, &pb.Event{
+			Time: tsToPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int32(e.Node),
+		})
+	}
+	return out
+}
+
+// MessageFromPB converts metadata from its wire form.
+func MessageFromPB(p *pb.Message) *lazaret.Metadata {
+	m := &lazaret.Metadata{
+		ID:         lazaret.ID(p.GetId()),
+		Node:       int(p.GetNode()),
+		Received:   tsFromPB(p.GetReceived()),
+		Sender:     p.GetSender(),
+		Recipients: p.GetRecipients(),
+		ClientIP:   p.GetClientIp(),
+		Helo:       p.GetHelo(),
+		From:       p.GetFrom(),
+		To:         p.GetTo(),
+		Subject:    p.GetSubject(),
+		Date:       tsFromPB(p.GetDate()),
+		MessageID:  p.GetMessageId(),
+		Size:       p.GetSize(),
+		Verdict:    verdictFromPB(p.GetVerdict()),
+		State:      lazaret.State(p.GetState()),
+		LearnedAs:  lazaret.LearnKind(p.GetLearnedAs()),
+	}
+	copy(m.SHA256[:], p.GetSha256())
+	if v := p.GetVersion(); v != nil {
+		m.Version = lazaret.Version{Wall: v.Wall, Logical: v.Logical, Node: int(v.Node)}
+	}
+	for _, e := range p.GetHistory() {
+		m.History = append(m.History, lazaret.Event{
+			Time: tsFromPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int(e.Node),
+		})
+	}
+	return m
+}
+
+func putMetaToPB(r lazaret.PutRequest, expectedSize int64) *pb.PutMeta {
+	return &pb.PutMeta{
+		Id:           string(r.ID),
+		Sender:       r.Sender,
+		Recipients:   r.Recipients,
+		ClientIp:     r.ClientIP,
+		Helo:         r.Helo,
+		Verdict:      verdictToPB(r.Verdict),
+		From:         r.From,
+		To:           r.To,
+		Subject:      r.Subject,
+		Date:         tsToPB(r.Date),
+		MessageId:    r.MessageID,
+		Received:     tsToPB(r.Received),
+		Actor:        r.Actor,
+		ExpectedSize: expectedSize,
+	}
+}
+
+func putMetaFromPB(p *pb.PutMeta) lazaret.PutRequest {
+	return lazaret.PutRequest{
+		ID:         lazaret.ID(p.GetId()),
+		Sender:     p.GetSender(),
+		Recipients: p.GetRecipients(),
+		ClientIP:   p.GetClientIp(),
+		Helo:       p.GetHelo(),
+		Verdict:    verdictFromPB(p.GetVerdict()),
+		From:       p.GetFrom(),
+		To:         p.GetTo(),
+		Subject:    p.GetSubject(),
+		Date:       tsFromPB(p.GetDate()),
+		MessageID:  p.GetMessageId(),
+		Received:   tsFromPB(p.GetReceived()),
+		Actor:      p.GetActor(),
+	}
+}
+
+func listToPB(q lazaret.ListQuery) *pb.ListRequest {
+	r := &pb.ListRequest{
+		Since:     tsToPB(q.Since),
+		Until:     tsToPB(q.Until),
+		Sender:    q.Sender,
+		Recipient: q.Recipient,
+		Domain:    q.Domain,
+		Subject:   q.Subject,
+		MinScore:  q.MinScore,
+		MaxScore:  q.MaxScore,
+		Limit:     int32(q.Limit),
+		Cursor:    q.Cursor,
+	}
+	for _, v := range q.Verdicts {
+		r.Verdicts = append(r.Verdicts, pb.VerdictKind(v))
+	}
+	for _, s := range q.States {
+		r.States = append(r.States, pb.State(s))
+	}
+	if q.Node != nil {
+		n := int32(*q.Node)
+		r.Node = &n
+	}
+	return r
+}
+
+func listFromPB(r *pb.ListRequest) lazaret.ListQuery {
+	q := lazaret.ListQuery{
+		Since:     tsFromPB(r.GetSince()),
+		Until:     tsFromPB(r.GetUntil()),
+		Sender:    r.GetSender(),
+		Recipient: r.GetRecipient(),
+		Domain:    r.GetDomain(),
+		Subject:   r.GetSubject(),
+		MinScore:  r.MinScore,
+		MaxScore:  r.MaxScore,
+		Limit:     int(r.GetLimit()),
+		Cursor:    r.GetCursor(),
+	}
+	for _, v := range r.GetVerdicts() {
+		q.Verdicts = append(q.Verdicts, lazaret.VerdictKind(v))
+	}
+	for _, s := range r.GetStates() {
+		q.States = append(q.States, lazaret.State(s))
+	}
+	if r.Node != nil {
+		n := int(r.GetNode())
+		q.Node = &n
+	}
+	return q
+}
+
+func statusToPB(s *lazaret.NodeStatus) *pb.StatusResponse {
+	return &pb.StatusResponse{
+		Node:             int32(s.Node),
+		Name:             s.Name,
+		Version:          s.Version,
+		Started:          tsToPB(s.Started),
+		DataDir:          s.DataDir,
+		Messages:         s.Messages,
+		Bytes:            s.Bytes,
+		DiskBytes:        s.DiskBytes,
+		RetentionSeconds: int64(s.Retention / time.Second),
+		Health:           s.Health,
+	}
+}
+
+func statusFromPB(p *pb.StatusResponse) *lazaret.NodeStatus {
+	return &lazaret.NodeStatus{
+		Node:      int(p.GetNode()),
+		Name:      p.GetName(),
+		Version:   p.GetVersion(),
+		Started:   tsFromPB(p.GetStarted()),
+		DataDir:   p.GetDataDir(),
+		Messages:  p.GetMessages(),
+		Bytes:     p.GetBytes(),
+		DiskBytes: p.GetDiskBytes(),
+		Retention: time.Duration(p.GetRetentionSeconds()) * time.Second,
+		Health:    p.GetHealth(),
+	}
+}

@@ -1,0 +1,119 @@
+package lazaret
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Quarantine is the set of operations a node offers to scanners, MTAs, UIs and
+// operators. Every node offers all of them for every message of its cluster;
+// the gRPC API (package proto), the SMTP filter and the CLI are adapters over it.
+type Quarantine interface {
+	// Put stores a message durably and returns its metadata, complete with id,
+	// size and checksum. It returns only after the bytes are fsync'd as the
+	// durability policy says. Nothing is visible if it fails.
+	Put(ctx context.Context, req PutRequest, body io.Reader) (*Metadata, error)
+	// Open returns a message's metadata and a reader of its body. The reader
+	// verifies checksums as it goes and fails with ErrCorrupt rather than
+	// return wrong bytes. The caller must close it.
+	Open(ctx context.Context, id ID) (*Metadata, io.ReadCloser, error)
+	// Stat returns a message's metadata.
+	Stat(ctx context.Context, id ID) (*Metadata, error)
+	// List returns metadata matching q, newest first, a page at a time.
+	List(ctx context.Context, q ListQuery) (*ListPage, error)
+	// Delete marks a message deleted (a tombstone) and removes its body.
+	Delete(ctx context.Context, id ID, actor string) (*Metadata, error)
+	// Learn teaches the spam filter that a message is spam or ham and records
+	// the learner's result in the history.
+	Learn(ctx context.Context, id ID, kind LearnKind, actor string) (*Metadata, error)
+	// Release asks for a message to be delivered to its recipients, or to the
+	// given ones, and records the request.
+	Release(ctx context.Context, id ID, recipients []string, actor string) (*Metadata, error)
+	// AllocateID reserves a cluster-unique id for a message to be put later.
+	AllocateID(ctx context.Context) (ID, error)
+	// Status describes the node.
+	Status(ctx context.Context) (*NodeStatus, error)
+}
+
+// PutRequest carries what the writer knows about a message besides its body.
+// Header fields (From, To, Subject, Date, MessageID) that are left empty are
+// parsed from the body.
+type PutRequest struct {
+	// ID may name an id from AllocateID. Empty means allocate one. Putting the
+	// same id twice with the same body is a no-op that returns the stored
+	// metadata, so a writer can safely retry after a lost acknowledgement.
+	ID ID
+
+	Sender     string
+	Recipients []string
+	ClientIP   string
+	Helo       string
+	Verdict    Verdict
+
+	From      string
+	To        string
+	Subject   string
+	Date      time.Time
+	MessageID string
+
+	// Received overrides the arrival time; zero means now.
+	Received time.Time
+	// Actor names who is writing, for the history ("grpc", "smtp", "cli:alice").
+	Actor string
+}
+
+// ListQuery selects messages for List. Zero fields do not filter.
+type ListQuery struct {
+	Since, Until time.Time // received time in [Since, Until)
+
+	// Sender and Recipient match an envelope address case-insensitively, or a
+	// whole domain when they start with "@" ("@example.com").
+	Sender    string
+	Recipient string
+	// Domain matches sender or any recipient domain ("example.com").
+	Domain string
+	// Subject matches when every word of it occurs in the subject,
+	// case-insensitively.
+	Subject string
+
+	Verdicts []VerdictKind // any of these kinds
+	MinScore *float64
+	MaxScore *float64
+	// States selects states; empty means quarantined and released (not deleted).
+	States []State
+	Node   *int // taken in by this node number
+
+	// Limit is the page size; 0 means 100. Larger values are capped at 1000.
+	Limit int
+	// Cursor continues a previous List; it is opaque.
+	Cursor string
+}
+
+// ListPage is one page of List results.
+type ListPage struct {
+	Messages   []*Metadata
+	NextCursor string // empty on the last page
+	Source     string // which index answered: "local" or "postgres"
+}
+
+// NodeStatus describes one node as it sees itself.
+type NodeStatus struct {
+	Node      int       `json:"node"`
+	Name      string    `json:"name"`
+	Version   string    `json:"version"` // software version
+	Started   time.Time `json:"started"`
+	DataDir   string    `json:"data_dir"`
+	Messages  int64     `json:"messages"` // live (not deleted) messages
+	Bytes     int64     `json:"bytes"`    // body bytes of live messages
+	DiskBytes int64     `json:"disk_bytes"`
+	// Retention is how long messages are kept.
+	Retention time.Duration `json:"retention"`
+	// Health lists problems; empty means healthy.
+	Health []string `json:"health,omitempty"`
+}
+
+// Learner teaches a spam filter (sa-learn, rspamc) about one message.
+type Learner interface {
+	Learn(ctx context.Context, kind LearnKind, body io.Reader) (output string, err error)
+}
