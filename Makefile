@@ -27,7 +27,7 @@ proto: deps
 	  --plugin=protoc-gen-go=bin/protoc-gen-go --plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc \
 	  --go_out=. --go_opt=module=github.com/lazaret/lazaret \
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/lazaret/lazaret \
-	  proto/lazaret.proto
+	  proto/lazaret.proto proto/peer.proto
 
 ## proto-check: fail if the committed generated code differs from a fresh generation.
 proto-check: proto

@@ -129,6 +129,8 @@ type Metadata struct {
 
 	Size   int64    `json:"size"`
 	SHA256 [32]byte `json:"sha256"`
+	// Placement says how the body is stored and where its shards are.
+	Placement Placement `json:"placement"`
 
 	Verdict Verdict `json:"verdict"`
 
@@ -145,7 +147,29 @@ func (m *Metadata) Clone() *Metadata {
 	c := *m
 	c.Recipients = append([]string(nil), m.Recipients...)
 	c.History = append([]Event(nil), m.History...)
+	c.Placement.Shards = append([]ShardLoc(nil), m.Placement.Shards...)
 	return &c
+}
+
+// Placement records how a body was erasure-coded and which node holds each
+// shard. The zero Placement means a whole copy on the node that took the
+// message in (a 1+0 code), as a single node stores it.
+type Placement struct {
+	K         int        `json:"k"`                    // data shards
+	M         int        `json:"m"`                    // parity shards
+	ChunkSize int        `json:"chunk_size,omitempty"` // bytes per shard per stripe
+	Shards    []ShardLoc `json:"shards,omitempty"`     // one per stored shard
+	// UnderProtected is set when fewer than K+M shards were stored on
+	// distinct nodes (too few nodes answered); repair clears it.
+	UnderProtected bool `json:"under_protected,omitempty"`
+}
+
+// ShardLoc is where one shard of a body lives.
+type ShardLoc struct {
+	Index  int      `json:"index"`
+	Node   int      `json:"node"` // node number
+	Size   int64    `json:"size"`
+	SHA256 [32]byte `json:"sha256"`
 }
 
 // Version is a hybrid logical clock timestamp: wall time in nanoseconds, a

@@ -407,6 +407,7 @@ type Message struct {
 	LearnedAs     LearnKind              `protobuf:"varint,17,opt,name=learned_as,json=learnedAs,proto3,enum=lazaret.v1.LearnKind" json:"learned_as,omitempty"`
 	History       []*Event               `protobuf:"bytes,18,rep,name=history,proto3" json:"history,omitempty"`
 	Version       *Version               `protobuf:"bytes,19,opt,name=version,proto3" json:"version,omitempty"`
+	Placement     *Placement             `protobuf:"bytes,20,opt,name=placement,proto3" json:"placement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -574,6 +575,159 @@ func (x *Message) GetVersion() *Version {
 	return nil
 }
 
+func (x *Message) GetPlacement() *Placement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+// Placement records how a body was erasure-coded and which node holds each
+// shard. Empty means a whole copy on the node that took the message in.
+type Placement struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	K              int32                  `protobuf:"varint,1,opt,name=k,proto3" json:"k,omitempty"`
+	M              int32                  `protobuf:"varint,2,opt,name=m,proto3" json:"m,omitempty"`
+	ChunkSize      int32                  `protobuf:"varint,3,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
+	Shards         []*ShardLoc            `protobuf:"bytes,4,rep,name=shards,proto3" json:"shards,omitempty"`
+	UnderProtected bool                   `protobuf:"varint,5,opt,name=under_protected,json=underProtected,proto3" json:"under_protected,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Placement) Reset() {
+	*x = Placement{}
+	mi := &file_lazaret_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Placement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Placement) ProtoMessage() {}
+
+func (x *Placement) ProtoReflect() protoreflect.Message {
+	mi := &file_lazaret_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Placement.ProtoReflect.Descriptor instead.
+func (*Placement) Descriptor() ([]byte, []int) {
+	return file_lazaret_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Placement) GetK() int32 {
+	if x != nil {
+		return x.K
+	}
+	return 0
+}
+
+func (x *Placement) GetM() int32 {
+	if x != nil {
+		return x.M
+	}
+	return 0
+}
+
+func (x *Placement) GetChunkSize() int32 {
+	if x != nil {
+		return x.ChunkSize
+	}
+	return 0
+}
+
+func (x *Placement) GetShards() []*ShardLoc {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *Placement) GetUnderProtected() bool {
+	if x != nil {
+		return x.UnderProtected
+	}
+	return false
+}
+
+type ShardLoc struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Node          int32                  `protobuf:"varint,2,opt,name=node,proto3" json:"node,omitempty"`
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        []byte                 `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardLoc) Reset() {
+	*x = ShardLoc{}
+	mi := &file_lazaret_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardLoc) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardLoc) ProtoMessage() {}
+
+func (x *ShardLoc) ProtoReflect() protoreflect.Message {
+	mi := &file_lazaret_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardLoc.ProtoReflect.Descriptor instead.
+func (*ShardLoc) Descriptor() ([]byte, []int) {
+	return file_lazaret_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ShardLoc) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ShardLoc) GetNode() int32 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *ShardLoc) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ShardLoc) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 // PutMeta is what the writer knows about a message besides its body. Header
 // fields left empty are parsed from the body.
 type PutMeta struct {
@@ -599,7 +753,7 @@ type PutMeta struct {
 
 func (x *PutMeta) Reset() {
 	*x = PutMeta{}
-	mi := &file_lazaret_proto_msgTypes[4]
+	mi := &file_lazaret_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +765,7 @@ func (x *PutMeta) String() string {
 func (*PutMeta) ProtoMessage() {}
 
 func (x *PutMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[4]
+	mi := &file_lazaret_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +778,7 @@ func (x *PutMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutMeta.ProtoReflect.Descriptor instead.
 func (*PutMeta) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{4}
+	return file_lazaret_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutMeta) GetId() string {
@@ -738,7 +892,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_lazaret_proto_msgTypes[5]
+	mi := &file_lazaret_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +904,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[5]
+	mi := &file_lazaret_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +917,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{5}
+	return file_lazaret_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PutRequest) GetPart() isPutRequest_Part {
@@ -816,7 +970,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_lazaret_proto_msgTypes[6]
+	mi := &file_lazaret_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +982,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[6]
+	mi := &file_lazaret_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +995,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{6}
+	return file_lazaret_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PutResponse) GetMessage() *Message {
@@ -860,7 +1014,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_lazaret_proto_msgTypes[7]
+	mi := &file_lazaret_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1026,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[7]
+	mi := &file_lazaret_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1039,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{7}
+	return file_lazaret_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetRequest) GetId() string {
@@ -908,7 +1062,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_lazaret_proto_msgTypes[8]
+	mi := &file_lazaret_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1074,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[8]
+	mi := &file_lazaret_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1087,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{8}
+	return file_lazaret_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetResponse) GetPart() isGetResponse_Part {
@@ -986,7 +1140,7 @@ type StatRequest struct {
 
 func (x *StatRequest) Reset() {
 	*x = StatRequest{}
-	mi := &file_lazaret_proto_msgTypes[9]
+	mi := &file_lazaret_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1152,7 @@ func (x *StatRequest) String() string {
 func (*StatRequest) ProtoMessage() {}
 
 func (x *StatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[9]
+	mi := &file_lazaret_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1165,7 @@ func (x *StatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
 func (*StatRequest) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{9}
+	return file_lazaret_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatRequest) GetId() string {
@@ -1042,7 +1196,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_lazaret_proto_msgTypes[10]
+	mi := &file_lazaret_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1208,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[10]
+	mi := &file_lazaret_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1221,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{10}
+	return file_lazaret_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListRequest) GetSince() *timestamppb.Timestamp {
@@ -1172,7 +1326,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_lazaret_proto_msgTypes[11]
+	mi := &file_lazaret_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1338,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[11]
+	mi := &file_lazaret_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1351,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{11}
+	return file_lazaret_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListResponse) GetMessages() []*Message {
@@ -1231,7 +1385,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_lazaret_proto_msgTypes[12]
+	mi := &file_lazaret_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1397,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[12]
+	mi := &file_lazaret_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1410,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{12}
+	return file_lazaret_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteRequest) GetId() string {
@@ -1284,7 +1438,7 @@ type LearnRequest struct {
 
 func (x *LearnRequest) Reset() {
 	*x = LearnRequest{}
-	mi := &file_lazaret_proto_msgTypes[13]
+	mi := &file_lazaret_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1450,7 @@ func (x *LearnRequest) String() string {
 func (*LearnRequest) ProtoMessage() {}
 
 func (x *LearnRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[13]
+	mi := &file_lazaret_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1463,7 @@ func (x *LearnRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LearnRequest.ProtoReflect.Descriptor instead.
 func (*LearnRequest) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{13}
+	return file_lazaret_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LearnRequest) GetId() string {
@@ -1344,7 +1498,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_lazaret_proto_msgTypes[14]
+	mi := &file_lazaret_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1510,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[14]
+	mi := &file_lazaret_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1523,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{14}
+	return file_lazaret_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReleaseRequest) GetId() string {
@@ -1401,7 +1555,7 @@ type AllocateIDRequest struct {
 
 func (x *AllocateIDRequest) Reset() {
 	*x = AllocateIDRequest{}
-	mi := &file_lazaret_proto_msgTypes[15]
+	mi := &file_lazaret_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1413,7 +1567,7 @@ func (x *AllocateIDRequest) String() string {
 func (*AllocateIDRequest) ProtoMessage() {}
 
 func (x *AllocateIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[15]
+	mi := &file_lazaret_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1426,7 +1580,7 @@ func (x *AllocateIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateIDRequest.ProtoReflect.Descriptor instead.
 func (*AllocateIDRequest) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{15}
+	return file_lazaret_proto_rawDescGZIP(), []int{17}
 }
 
 type AllocateIDResponse struct {
@@ -1438,7 +1592,7 @@ type AllocateIDResponse struct {
 
 func (x *AllocateIDResponse) Reset() {
 	*x = AllocateIDResponse{}
-	mi := &file_lazaret_proto_msgTypes[16]
+	mi := &file_lazaret_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1604,7 @@ func (x *AllocateIDResponse) String() string {
 func (*AllocateIDResponse) ProtoMessage() {}
 
 func (x *AllocateIDResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[16]
+	mi := &file_lazaret_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1617,7 @@ func (x *AllocateIDResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateIDResponse.ProtoReflect.Descriptor instead.
 func (*AllocateIDResponse) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{16}
+	return file_lazaret_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AllocateIDResponse) GetId() string {
@@ -1481,7 +1635,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_lazaret_proto_msgTypes[17]
+	mi := &file_lazaret_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1647,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[17]
+	mi := &file_lazaret_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1660,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{17}
+	return file_lazaret_proto_rawDescGZIP(), []int{19}
 }
 
 type StatusResponse struct {
@@ -1527,7 +1681,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_lazaret_proto_msgTypes[18]
+	mi := &file_lazaret_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1693,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[18]
+	mi := &file_lazaret_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1706,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{18}
+	return file_lazaret_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusResponse) GetNode() int32 {
@@ -1645,7 +1799,7 @@ const file_lazaret_proto_rawDesc = "" +
 	"\aVersion\x12\x12\n" +
 	"\x04wall\x18\x01 \x01(\x03R\x04wall\x12\x18\n" +
 	"\alogical\x18\x02 \x01(\rR\alogical\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\x05R\x04node\"\xf1\x04\n" +
+	"\x04node\x18\x03 \x01(\x05R\x04node\"\xa6\x05\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\x05R\x04node\x126\n" +
@@ -1670,7 +1824,20 @@ const file_lazaret_proto_rawDesc = "" +
 	"\n" +
 	"learned_as\x18\x11 \x01(\x0e2\x15.lazaret.v1.LearnKindR\tlearnedAs\x12+\n" +
 	"\ahistory\x18\x12 \x03(\v2\x11.lazaret.v1.EventR\ahistory\x12-\n" +
-	"\aversion\x18\x13 \x01(\v2\x13.lazaret.v1.VersionR\aversion\"\xb1\x03\n" +
+	"\aversion\x18\x13 \x01(\v2\x13.lazaret.v1.VersionR\aversion\x123\n" +
+	"\tplacement\x18\x14 \x01(\v2\x15.lazaret.v1.PlacementR\tplacement\"\x9d\x01\n" +
+	"\tPlacement\x12\f\n" +
+	"\x01k\x18\x01 \x01(\x05R\x01k\x12\f\n" +
+	"\x01m\x18\x02 \x01(\x05R\x01m\x12\x1d\n" +
+	"\n" +
+	"chunk_size\x18\x03 \x01(\x05R\tchunkSize\x12,\n" +
+	"\x06shards\x18\x04 \x03(\v2\x14.lazaret.v1.ShardLocR\x06shards\x12'\n" +
+	"\x0funder_protected\x18\x05 \x01(\bR\x0eunderProtected\"`\n" +
+	"\bShardLoc\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\x05R\x04node\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\xb1\x03\n" +
 	"\aPutMeta\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06sender\x18\x02 \x01(\tR\x06sender\x12\x1e\n" +
@@ -1801,7 +1968,7 @@ func file_lazaret_proto_rawDescGZIP() []byte {
 }
 
 var file_lazaret_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lazaret_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_lazaret_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_lazaret_proto_goTypes = []any{
 	(VerdictKind)(0),              // 0: lazaret.v1.VerdictKind
 	(State)(0),                    // 1: lazaret.v1.State
@@ -1810,69 +1977,73 @@ var file_lazaret_proto_goTypes = []any{
 	(*Event)(nil),                 // 4: lazaret.v1.Event
 	(*Version)(nil),               // 5: lazaret.v1.Version
 	(*Message)(nil),               // 6: lazaret.v1.Message
-	(*PutMeta)(nil),               // 7: lazaret.v1.PutMeta
-	(*PutRequest)(nil),            // 8: lazaret.v1.PutRequest
-	(*PutResponse)(nil),           // 9: lazaret.v1.PutResponse
-	(*GetRequest)(nil),            // 10: lazaret.v1.GetRequest
-	(*GetResponse)(nil),           // 11: lazaret.v1.GetResponse
-	(*StatRequest)(nil),           // 12: lazaret.v1.StatRequest
-	(*ListRequest)(nil),           // 13: lazaret.v1.ListRequest
-	(*ListResponse)(nil),          // 14: lazaret.v1.ListResponse
-	(*DeleteRequest)(nil),         // 15: lazaret.v1.DeleteRequest
-	(*LearnRequest)(nil),          // 16: lazaret.v1.LearnRequest
-	(*ReleaseRequest)(nil),        // 17: lazaret.v1.ReleaseRequest
-	(*AllocateIDRequest)(nil),     // 18: lazaret.v1.AllocateIDRequest
-	(*AllocateIDResponse)(nil),    // 19: lazaret.v1.AllocateIDResponse
-	(*StatusRequest)(nil),         // 20: lazaret.v1.StatusRequest
-	(*StatusResponse)(nil),        // 21: lazaret.v1.StatusResponse
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*Placement)(nil),             // 7: lazaret.v1.Placement
+	(*ShardLoc)(nil),              // 8: lazaret.v1.ShardLoc
+	(*PutMeta)(nil),               // 9: lazaret.v1.PutMeta
+	(*PutRequest)(nil),            // 10: lazaret.v1.PutRequest
+	(*PutResponse)(nil),           // 11: lazaret.v1.PutResponse
+	(*GetRequest)(nil),            // 12: lazaret.v1.GetRequest
+	(*GetResponse)(nil),           // 13: lazaret.v1.GetResponse
+	(*StatRequest)(nil),           // 14: lazaret.v1.StatRequest
+	(*ListRequest)(nil),           // 15: lazaret.v1.ListRequest
+	(*ListResponse)(nil),          // 16: lazaret.v1.ListResponse
+	(*DeleteRequest)(nil),         // 17: lazaret.v1.DeleteRequest
+	(*LearnRequest)(nil),          // 18: lazaret.v1.LearnRequest
+	(*ReleaseRequest)(nil),        // 19: lazaret.v1.ReleaseRequest
+	(*AllocateIDRequest)(nil),     // 20: lazaret.v1.AllocateIDRequest
+	(*AllocateIDResponse)(nil),    // 21: lazaret.v1.AllocateIDResponse
+	(*StatusRequest)(nil),         // 22: lazaret.v1.StatusRequest
+	(*StatusResponse)(nil),        // 23: lazaret.v1.StatusResponse
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_lazaret_proto_depIdxs = []int32{
 	0,  // 0: lazaret.v1.Verdict.kind:type_name -> lazaret.v1.VerdictKind
-	22, // 1: lazaret.v1.Event.time:type_name -> google.protobuf.Timestamp
-	22, // 2: lazaret.v1.Message.received:type_name -> google.protobuf.Timestamp
-	22, // 3: lazaret.v1.Message.date:type_name -> google.protobuf.Timestamp
+	24, // 1: lazaret.v1.Event.time:type_name -> google.protobuf.Timestamp
+	24, // 2: lazaret.v1.Message.received:type_name -> google.protobuf.Timestamp
+	24, // 3: lazaret.v1.Message.date:type_name -> google.protobuf.Timestamp
 	3,  // 4: lazaret.v1.Message.verdict:type_name -> lazaret.v1.Verdict
 	1,  // 5: lazaret.v1.Message.state:type_name -> lazaret.v1.State
 	2,  // 6: lazaret.v1.Message.learned_as:type_name -> lazaret.v1.LearnKind
 	4,  // 7: lazaret.v1.Message.history:type_name -> lazaret.v1.Event
 	5,  // 8: lazaret.v1.Message.version:type_name -> lazaret.v1.Version
-	3,  // 9: lazaret.v1.PutMeta.verdict:type_name -> lazaret.v1.Verdict
-	22, // 10: lazaret.v1.PutMeta.date:type_name -> google.protobuf.Timestamp
-	22, // 11: lazaret.v1.PutMeta.received:type_name -> google.protobuf.Timestamp
-	7,  // 12: lazaret.v1.PutRequest.meta:type_name -> lazaret.v1.PutMeta
-	6,  // 13: lazaret.v1.PutResponse.message:type_name -> lazaret.v1.Message
-	6,  // 14: lazaret.v1.GetResponse.meta:type_name -> lazaret.v1.Message
-	22, // 15: lazaret.v1.ListRequest.since:type_name -> google.protobuf.Timestamp
-	22, // 16: lazaret.v1.ListRequest.until:type_name -> google.protobuf.Timestamp
-	0,  // 17: lazaret.v1.ListRequest.verdicts:type_name -> lazaret.v1.VerdictKind
-	1,  // 18: lazaret.v1.ListRequest.states:type_name -> lazaret.v1.State
-	6,  // 19: lazaret.v1.ListResponse.messages:type_name -> lazaret.v1.Message
-	2,  // 20: lazaret.v1.LearnRequest.kind:type_name -> lazaret.v1.LearnKind
-	22, // 21: lazaret.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
-	8,  // 22: lazaret.v1.Quarantine.Put:input_type -> lazaret.v1.PutRequest
-	10, // 23: lazaret.v1.Quarantine.Get:input_type -> lazaret.v1.GetRequest
-	12, // 24: lazaret.v1.Quarantine.Stat:input_type -> lazaret.v1.StatRequest
-	13, // 25: lazaret.v1.Quarantine.List:input_type -> lazaret.v1.ListRequest
-	15, // 26: lazaret.v1.Quarantine.Delete:input_type -> lazaret.v1.DeleteRequest
-	16, // 27: lazaret.v1.Quarantine.Learn:input_type -> lazaret.v1.LearnRequest
-	17, // 28: lazaret.v1.Quarantine.Release:input_type -> lazaret.v1.ReleaseRequest
-	18, // 29: lazaret.v1.Quarantine.AllocateID:input_type -> lazaret.v1.AllocateIDRequest
-	20, // 30: lazaret.v1.Quarantine.Status:input_type -> lazaret.v1.StatusRequest
-	9,  // 31: lazaret.v1.Quarantine.Put:output_type -> lazaret.v1.PutResponse
-	11, // 32: lazaret.v1.Quarantine.Get:output_type -> lazaret.v1.GetResponse
-	6,  // 33: lazaret.v1.Quarantine.Stat:output_type -> lazaret.v1.Message
-	14, // 34: lazaret.v1.Quarantine.List:output_type -> lazaret.v1.ListResponse
-	6,  // 35: lazaret.v1.Quarantine.Delete:output_type -> lazaret.v1.Message
-	6,  // 36: lazaret.v1.Quarantine.Learn:output_type -> lazaret.v1.Message
-	6,  // 37: lazaret.v1.Quarantine.Release:output_type -> lazaret.v1.Message
-	19, // 38: lazaret.v1.Quarantine.AllocateID:output_type -> lazaret.v1.AllocateIDResponse
-	21, // 39: lazaret.v1.Quarantine.Status:output_type -> lazaret.v1.StatusResponse
-	31, // [31:40] is the sub-list for method output_type
-	22, // [22:31] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	7,  // 9: lazaret.v1.Message.placement:type_name -> lazaret.v1.Placement
+	8,  // 10: lazaret.v1.Placement.shards:type_name -> lazaret.v1.ShardLoc
+	3,  // 11: lazaret.v1.PutMeta.verdict:type_name -> lazaret.v1.Verdict
+	24, // 12: lazaret.v1.PutMeta.date:type_name -> google.protobuf.Timestamp
+	24, // 13: lazaret.v1.PutMeta.received:type_name -> google.protobuf.Timestamp
+	9,  // 14: lazaret.v1.PutRequest.meta:type_name -> lazaret.v1.PutMeta
+	6,  // 15: lazaret.v1.PutResponse.message:type_name -> lazaret.v1.Message
+	6,  // 16: lazaret.v1.GetResponse.meta:type_name -> lazaret.v1.Message
+	24, // 17: lazaret.v1.ListRequest.since:type_name -> google.protobuf.Timestamp
+	24, // 18: lazaret.v1.ListRequest.until:type_name -> google.protobuf.Timestamp
+	0,  // 19: lazaret.v1.ListRequest.verdicts:type_name -> lazaret.v1.VerdictKind
+	1,  // 20: lazaret.v1.ListRequest.states:type_name -> lazaret.v1.State
+	6,  // 21: lazaret.v1.ListResponse.messages:type_name -> lazaret.v1.Message
+	2,  // 22: lazaret.v1.LearnRequest.kind:type_name -> lazaret.v1.LearnKind
+	24, // 23: lazaret.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
+	10, // 24: lazaret.v1.Quarantine.Put:input_type -> lazaret.v1.PutRequest
+	12, // 25: lazaret.v1.Quarantine.Get:input_type -> lazaret.v1.GetRequest
+	14, // 26: lazaret.v1.Quarantine.Stat:input_type -> lazaret.v1.StatRequest
+	15, // 27: lazaret.v1.Quarantine.List:input_type -> lazaret.v1.ListRequest
+	17, // 28: lazaret.v1.Quarantine.Delete:input_type -> lazaret.v1.DeleteRequest
+	18, // 29: lazaret.v1.Quarantine.Learn:input_type -> lazaret.v1.LearnRequest
+	19, // 30: lazaret.v1.Quarantine.Release:input_type -> lazaret.v1.ReleaseRequest
+	20, // 31: lazaret.v1.Quarantine.AllocateID:input_type -> lazaret.v1.AllocateIDRequest
+	22, // 32: lazaret.v1.Quarantine.Status:input_type -> lazaret.v1.StatusRequest
+	11, // 33: lazaret.v1.Quarantine.Put:output_type -> lazaret.v1.PutResponse
+	13, // 34: lazaret.v1.Quarantine.Get:output_type -> lazaret.v1.GetResponse
+	6,  // 35: lazaret.v1.Quarantine.Stat:output_type -> lazaret.v1.Message
+	16, // 36: lazaret.v1.Quarantine.List:output_type -> lazaret.v1.ListResponse
+	6,  // 37: lazaret.v1.Quarantine.Delete:output_type -> lazaret.v1.Message
+	6,  // 38: lazaret.v1.Quarantine.Learn:output_type -> lazaret.v1.Message
+	6,  // 39: lazaret.v1.Quarantine.Release:output_type -> lazaret.v1.Message
+	21, // 40: lazaret.v1.Quarantine.AllocateID:output_type -> lazaret.v1.AllocateIDResponse
+	23, // 41: lazaret.v1.Quarantine.Status:output_type -> lazaret.v1.StatusResponse
+	33, // [33:42] is the sub-list for method output_type
+	24, // [24:33] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_lazaret_proto_init() }
@@ -1880,22 +2051,22 @@ func file_lazaret_proto_init() {
 	if File_lazaret_proto != nil {
 		return
 	}
-	file_lazaret_proto_msgTypes[5].OneofWrappers = []any{
+	file_lazaret_proto_msgTypes[7].OneofWrappers = []any{
 		(*PutRequest_Meta)(nil),
 		(*PutRequest_Chunk)(nil),
 	}
-	file_lazaret_proto_msgTypes[8].OneofWrappers = []any{
+	file_lazaret_proto_msgTypes[10].OneofWrappers = []any{
 		(*GetResponse_Meta)(nil),
 		(*GetResponse_Chunk)(nil),
 	}
-	file_lazaret_proto_msgTypes[10].OneofWrappers = []any{}
+	file_lazaret_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lazaret_proto_rawDesc), len(file_lazaret_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

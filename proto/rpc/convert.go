@@ -58,6 +58,7 @@ func MessageToPB(m *lazaret.Metadata) *pb.Message {
 		State:      pb.State(m.State),
 		LearnedAs:  pb.LearnKind(m.LearnedAs),
 		Version:    &pb.Version{Wall: m.Version.Wall, Logical: m.Version.Logical, Node: int32(m.Version.Node)},
+		Placement:  placementToPB(m.Placement),
 	}
 	for _, e := range m.History {
 		out.History = append(out.History, &pb.Event{
@@ -88,6 +89,7 @@ func MessageFromPB(p *pb.Message) *lazaret.Metadata {
 		LearnedAs:  lazaret.LearnKind(p.GetLearnedAs()),
 	}
 	copy(m.SHA256[:], p.GetSha256())
+	m.Placement = placementFromPB(p.GetPlacement())
 	if v := p.GetVersion(); v != nil {
 		m.Version = lazaret.Version{Wall: v.Wall, Logical: v.Logical, Node: int(v.Node)}
 	}
@@ -216,4 +218,22 @@ func statusFromPB(p *pb.StatusResponse) *lazaret.NodeStatus {
 		Retention: time.Duration(p.GetRetentionSeconds()) * time.Second,
 		Health:    p.GetHealth(),
 	}
+}
+
+func placementToPB(p lazaret.Placement) *pb.Placement {
+	out := &pb.Placement{K: int32(p.K), M: int32(p.M), ChunkSize: int32(p.ChunkSize), UnderProtected: p.UnderProtected}
+	for _, s := range p.Shards {
+		out.Shards = append(out.Shards, &pb.ShardLoc{Index: int32(s.Index), Node: int32(s.Node), Size: s.Size, Sha256: s.SHA256[:]})
+	}
+	return out
+}
+
+func placementFromPB(p *pb.Placement) lazaret.Placement {
+	out := lazaret.Placement{K: int(p.GetK()), M: int(p.GetM()), ChunkSize: int(p.GetChunkSize()), UnderProtected: p.GetUnderProtected()}
+	for _, s := range p.GetShards() {
+		loc := lazaret.ShardLoc{Index: int(s.GetIndex()), Node: int(s.GetNode()), Size: s.GetSize()}
+		copy(loc.SHA256[:], s.GetSha256())
+		out.Shards = append(out.Shards, loc)
+	}
+	return out
 }
