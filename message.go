@@ -104,6 +104,9 @@ type Event struct {
 	Action string    `json:"action"`           // "quarantine", "learn", "release-request", "release", "delete", ...
 	Detail string    `json:"detail,omitempty"` // free text: learner output, recipients, error
 	Node   int       `json:"node"`             // node number that recorded the event
+	// Request is the idempotency key of the request that caused the event
+	// (release requests carry one; see WithRequestID).
+	Request string `json:"request,omitempty"`
 }
 
 // Metadata is everything Lazaret knows about a quarantined message except its

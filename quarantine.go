@@ -111,6 +111,52 @@ type NodeStatus struct {
 	Retention time.Duration `json:"retention"`
 	// Health lists problems; empty means healthy.
 	Health []string `json:"health,omitempty"`
+	// Index describes the feed into the shared PostgreSQL index; nil when
+	// none is configured.
+	Index *IndexStatus `json:"index,omitempty"`
+	// Members is every cluster member as this node sees it, with the
+	// figures each alive member reported; empty on a single node.
+	Members []MemberStatus `json:"members,omitempty"`
+}
+
+// MemberStatus is one cluster member in NodeStatus.
+type MemberStatus struct {
+	Node       int    `json:"node"`
+	Name       string `json:"name"`
+	PeerAddr   string `json:"peer_addr"`
+	GossipAddr string `json:"gossip_addr,omitempty"`
+	State      string `json:"state"` // alive, suspect, failed, left
+	Zone       string `json:"zone,omitempty"`
+	Version    string `json:"version,omitempty"`
+	// Self marks the node that answered.
+	Self bool `json:"self,omitempty"`
+	// Reported is true when the figures below came from the member itself.
+	Reported             bool      `json:"reported"`
+	Messages             int64     `json:"messages"`
+	Shards               int64     `json:"shards"`
+	ShardBytes           int64     `json:"shard_bytes"`
+	UnderProtected       int64     `json:"under_protected"`
+	UnderProtectedBytes  int64     `json:"under_protected_bytes"`
+	OldestUnderProtected time.Time `json:"oldest_under_protected,omitzero"`
+	// Error says why the figures are missing.
+	Error string `json:"error,omitempty"`
+}
+
+// IndexStatus describes how far a node's feed into the shared PostgreSQL
+// index is behind its store.
+type IndexStatus struct {
+	Backend   string `json:"backend"`   // "postgres"
+	Reachable bool   `json:"reachable"` // the last attempt to reach it succeeded
+	// Backlog is the number of changes waiting in the outbox, and BacklogAge
+	// the age of the oldest.
+	Backlog    int64         `json:"backlog"`
+	BacklogAge time.Duration `json:"backlog_age"`
+	// Resync says a full resynchronisation from the store is pending (the
+	// outbox overflowed, or was off).
+	Resync    bool      `json:"resync,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	LastFlush time.Time `json:"last_flush,omitzero"` // last successful write
+	Applied   int64     `json:"applied"`             // changes written since start
 }
 
 // Learner teaches a spam filter (sa-learn, rspamc) about one message.

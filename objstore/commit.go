@@ -35,7 +35,10 @@ func (s *Store) Commit(ctx context.Context, meta *lazaret.Metadata, shards ...*S
 		return &lazaret.Error{Op: op, ID: meta.ID, Err: err}
 	}
 	return s.commit(ctx, op, meta.ID, shards, func(txn *badger.Txn, d *delta) error {
-		return putMetaTxn(txn, meta, val, d)
+		if err := putMetaTxn(txn, meta, val, d); err != nil {
+			return err
+		}
+		return s.outboxAppendTxn(txn, OutboxUpsert, meta.ID, meta.Version, d)
 	})
 }
 

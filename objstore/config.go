@@ -66,6 +66,16 @@ type Config struct {
 	// ExpireBatch is how many messages [Store.Expire] deletes per
 	// transaction.
 	ExpireBatch int
+
+	// Outbox turns on the change outbox (see outbox.go): every metadata
+	// change appends a record in its own transaction, for a consumer such
+	// as the PostgreSQL index feeder. Off, nothing is recorded and a
+	// leftover outbox is dropped at Open.
+	Outbox bool
+	// OutboxMaxRecords bounds the outbox. Past it, changes are no longer
+	// recorded one by one: an overflow flag is set instead and the consumer
+	// resynchronises everything (see [Store.OutboxStats]).
+	OutboxMaxRecords int
 }
 
 // DefaultConfig returns a small-memory configuration for a database in dir:
@@ -90,6 +100,7 @@ func DefaultConfig(dir string) Config {
 		GCInterval:              10 * time.Minute,
 		GCDiscardRatio:          0.5,
 		ExpireBatch:             256,
+		OutboxMaxRecords:        1_000_000,
 	}
 }
 
@@ -122,6 +133,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("objstore: Config.GCDiscardRatio %v outside (0, 1)", c.GCDiscardRatio)
 	case c.ExpireBatch < 1:
 		return fmt.Errorf("objstore: Config.ExpireBatch %d below 1", c.ExpireBatch)
+	case c.Outbox && c.OutboxMaxRecords < 1:
+		return fmt.Errorf("objstore: Config.OutboxMaxRecords %d below 1", c.OutboxMaxRecords)
 	}
 	return nil
 }

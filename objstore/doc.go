@@ -39,7 +39,9 @@
 //	'c' 1 id 0x00 shard(2) gen(8) chunk(4)        chunk: CRC32C(4) data
 //	'p' 1 id 0x00 shard(2) gen(8)                 pending marker: created time(8)
 //	'x' 1 time(8) id 0x00 shard(2)                shard commit-time index: empty
-//	's' 1 name                                    small store records ("idlease")
+//	's' 1 name                                    small store records ("idlease",
+//	                                              "outbox", "outbox-overflow")
+//	'o' 1 seq(8)                                  outbox record (see below)
 //
 // The time index key of a message uses its Received time; List walks it in
 // reverse (newest first) and Expire forwards. The shard commit-time index lets
@@ -51,6 +53,16 @@
 // generation its header names; chunk n holds bytes [n*chunk size,
 // (n+1)*chunk size) of the shard, every chunk but the last is full, and a
 // shard of size 0 has no chunks.
+//
+// An outbox record (only with Config.Outbox) is appended in the same
+// transaction as every metadata change (Commit, PutMeta, Expire), under a
+// sequence number that increases for the life of the store. Its value is
+// version(1)=1, kind(1) (1 upsert, 2 expire), enqueued time(8), the
+// message's Version as wall(8) logical(4) node(4), then the id. A consumer
+// reads records in key order and deletes them once applied. The record
+// "outbox" marks that the outbox has been on since the store was last opened
+// without it; "outbox-overflow" says changes were dropped (the outbox was
+// full, or it was off) and the consumer must resynchronise everything.
 //
 // A pending marker's key suffix equals the prefix of the chunks it guards, so
 // the sweep at Open and [ShardWriter.Abort] delete exactly the chunks of one

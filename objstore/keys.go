@@ -22,6 +22,7 @@ const (
 	nsPending   = 'p'
 	nsShardTime = 'x'
 	nsRecord    = 's'
+	nsOutbox    = 'o'
 )
 
 // maxIDLen bounds ids so keys stay small.

@@ -114,7 +114,12 @@ func (s *Store) PutMeta(ctx context.Context, m *lazaret.Metadata) error {
 	if err != nil {
 		return &lazaret.Error{Op: op, ID: m.ID, Err: err}
 	}
-	err = s.update(func(txn *badger.Txn, d *delta) error { return putMetaTxn(txn, m, val, d) })
+	err = s.update(func(txn *badger.Txn, d *delta) error {
+		if err := putMetaTxn(txn, m, val, d); err != nil {
+			return err
+		}
+		return s.outboxAppendTxn(txn, OutboxUpsert, m.ID, m.Version, d)
+	})
 	if err != nil {
 		return &lazaret.Error{Op: op, ID: m.ID, Err: err}
 	}

@@ -119,6 +119,9 @@ func (s *Store) expireMessagesTxn(txn *badger.Txn, keys [][]byte, d *delta) (int
 		if _, err := deleteMessageTxn(txn, id, d); err != nil {
 			return 0, fmt.Errorf("message %s: %w", id, err)
 		}
+		if err := s.outboxAppendTxn(txn, OutboxExpire, id, m.Version, d); err != nil {
+			return 0, err
+		}
 		n++
 	}
 	return n, nil

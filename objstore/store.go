@@ -16,8 +16,8 @@ import (
 
 // Store is a node's durable local store of message metadata and body shards,
 // kept in one badger database. It is safe for concurrent use. Writes of
-// different messages proceed in parallel and share fsyncs (badger group
-// commit).
+// different messages proceed in parallel and share fsyncs (group commit,
+// see update).
 type Store struct {
 	cfg   Config
 	db    *badger.DB
@@ -34,6 +34,14 @@ type Store struct {
 
 	// Counters behind Stats, rebuilt at Open and maintained by every write.
 	messages, bodyBytes, shards, shardBytes atomic.Int64
+
+	// ob is the change outbox's in-memory state (outbox.go).
+	ob outboxState
+
+	// Group commit (see update).
+	commitCh      chan *commitReq
+	stopCommitter chan struct{} // closed by Close after operations finish
+	committerDone chan struct{} // closed when the committer has stopped
 }
 
 // errClosed is returned by operations on a closed Store.
@@ -62,14 +70,22 @@ func Open(cfg Config, log *slog.Logger, clock lazaret.Clock) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("objstore.Open %s: %w", cfg.Dir, err)
 	}
-	s := &Store{cfg: cfg, db: db, log: log, clock: clock, done: make(chan struct{})}
+	s := &Store{cfg: cfg, db: db, log: log, clock: clock, done: make(chan struct{}),
+		commitCh: make(chan *commitReq), stopCommitter: make(chan struct{}), committerDone: make(chan struct{})}
+	go s.committer()
 	if err := s.sweepPending(); err != nil {
+		s.stopCommitting()
 		_ = db.Close()
 		return nil, fmt.Errorf("objstore.Open %s: sweeping unfinished writes: %w", cfg.Dir, err)
 	}
 	if err := s.rebuildCounters(); err != nil {
+		s.stopCommitting()
 		_ = db.Close()
 		return nil, fmt.Errorf("objstore.Open %s: counting: %w", cfg.Dir, err)
+	}
+	if err := s.openOutbox(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("objstore.Open %s: outbox: %w", cfg.Dir, err)
 	}
 	log.Info("objstore opened", "messages", s.messages.Load(), "shards", s.shards.Load())
 	return s, nil
@@ -90,10 +106,17 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.stopCommitting()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("objstore.Close: %w", err)
 	}
 	return nil
+}
+
+// stopCommitting stops the committer goroutine (Open's error paths).
+func (s *Store) stopCommitting() {
+	close(s.stopCommitter)
+	<-s.committerDone
 }
 
 // enter marks the start of an operation; call the returned func when done.
@@ -107,9 +130,10 @@ func (s *Store) enter() (func(), error) {
 }
 
 // delta is a change to the Stats counters made by one transaction.
-type delta struct{ messages, bodyBytes, shards, shardBytes int64 }
+type delta struct{ messages, bodyBytes, shards, shardBytes, outbox int64 }
 
 func (s *Store) apply(d *delta) {
+	s.ob.count.Add(d.outbox)
 	s.messages.Add(d.messages)
 	s.bodyBytes.Add(d.bodyBytes)
 	s.shards.Add(d.shards)
@@ -117,31 +141,115 @@ func (s *Store) apply(d *delta) {
 }
 
 // update runs fn in a read-write transaction and commits it (fsync'd when
-// SyncWrites is on), retrying on conflicts with concurrent transactions. The
-// counter changes fn records are applied only if the commit succeeds.
+// SyncWrites is on). The counter changes fn records are applied only if the
+// commit succeeds.
+//
+// Group commit: badger fsyncs its write-ahead log once per committed
+// transaction, so concurrent callers would each pay a full fsync. Instead,
+// update hands fn to the committer goroutine, which runs the fns of every
+// caller waiting at that moment in one transaction, in arrival order, and
+// commits it with one fsync. Each fn sees the writes of those before it, as
+// if they had run one after another. fn may therefore run more than once (a
+// retry after a conflict, or a rerun without a failed neighbour), so it must
+// derive everything from what it reads in txn.
 func (s *Store) update(fn func(txn *badger.Txn, d *delta) error) error {
-	for attempt := range maxConflictRetries {
+	req := &commitReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.commitCh <- req:
+	case <-s.committerDone:
+		return errClosed
+	}
+	return <-req.done
+}
+
+// commitReq is one caller's transaction function waiting for the committer.
+type commitReq struct {
+	fn   func(*badger.Txn, *delta) error
+	d    delta
+	done chan error
+}
+
+// maxGroup bounds how many callers share one transaction.
+const maxGroup = 64
+
+// committer runs waiting update calls in groups until the store closes.
+func (s *Store) committer() {
+	defer close(s.committerDone)
+	for {
+		var first *commitReq
+		select {
+		case first = <-s.commitCh:
+		case <-s.stopCommitter:
+			return
+		}
+		group := []*commitReq{first}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case r := <-s.commitCh:
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+// commitGroup commits group in one transaction, retrying on conflicts with
+// transactions outside the committer (none today, but badger checks), and
+// answers every request.
+func (s *Store) commitGroup(group []*commitReq) {
+	for attempt := 0; len(group) > 0; attempt++ {
+		if attempt >= maxConflictRetries {
+			err := fmt.Errorf("objstore: gave up after %d transaction conflicts: %w", maxConflictRetries, lazaret.ErrUnavailable)
+			for _, r := range group {
+				r.done <- err
+			}
+			return
+		}
 		if attempt > 0 {
-			// Back off with jitter so that writers of one hot key (say a
-			// message being released and learned at once) take turns.
 			time.Sleep(rand.N(time.Duration(min(attempt, 20)) * 500 * time.Microsecond))
 		}
-		var d delta
 		txn := s.db.NewTransaction(true)
-		err := fn(txn, &d)
-		if err == nil {
-			err = txn.Commit()
+		failed := -1
+		var ferr error
+		for i, r := range group {
+			r.d = delta{}
+			if ferr = r.fn(txn, &r.d); ferr != nil {
+				failed = i
+				break
+			}
 		}
+		if failed >= 0 {
+			txn.Discard()
+			if errors.Is(ferr, badger.ErrTxnTooBig) && len(group) > 1 {
+				// Too much for one transaction: commit the halves apart.
+				half := len(group) / 2
+				s.commitGroup(group[:half])
+				s.commitGroup(group[half:])
+				return
+			}
+			// The failed fn's partial writes are in txn: answer it and
+			// run the others again without it.
+			group[failed].done <- ferr
+			group = append(group[:failed:failed], group[failed+1:]...)
+			attempt--
+			continue
+		}
+		err := txn.Commit()
 		txn.Discard()
 		if errors.Is(err, badger.ErrConflict) {
 			continue
 		}
-		if err == nil {
-			s.apply(&d)
+		for _, r := range group {
+			if err == nil {
+				s.apply(&r.d)
+			}
+			r.done <- err
 		}
-		return err
+		return
 	}
-	return fmt.Errorf("objstore: gave up after %d transaction conflicts: %w", maxConflictRetries, lazaret.ErrUnavailable)
 }
 
 // sweepPending deletes the chunks and markers of writes that never

@@ -8,6 +8,8 @@ import (
 	"hash"
 	"hash/crc32"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/lazaret/lazaret"
 )
 
@@ -52,6 +54,10 @@ type ShardWriter struct {
 	info   ShardInfo
 }
 
+// initialChunkBuf is the chunk buffer a writer starts with; it grows up to
+// the chunk size.
+const initialChunkBuf = 32 << 10
+
 // NewShardWriter starts writing shard spec.Index of message id. Nothing is
 // stored until the first full chunk (with the pending marker) or Commit.
 func (s *Store) NewShardWriter(id lazaret.ID, spec ShardSpec) (*ShardWriter, error) {
@@ -70,7 +76,7 @@ func (s *Store) NewShardWriter(id lazaret.ID, spec ShardSpec) (*ShardWriter, err
 		spec:      spec,
 		gen:       binary.BigEndian.Uint64(g[:]),
 		chunkSize: s.cfg.ChunkSize,
-		val:       make([]byte, 4+s.cfg.ChunkSize),
+		val:       make([]byte, 4, 4+min(s.cfg.ChunkSize, initialChunkBuf)),
 		sha:       sha256.New(),
 	}, nil
 }
@@ -106,7 +112,10 @@ func (w *ShardWriter) Write(p []byte) (int, error) {
 				return written, w.fail(op, err)
 			}
 		}
-		n := copy(w.val[4+w.fill:], p)
+		// Grow the buffer as data arrives, so that the many small messages
+		// do not each allocate (and zero) a whole chunk.
+		n := min(len(p), w.chunkSize-w.fill)
+		w.val = append(w.val[:4+w.fill], p[:n]...)
 		w.fill += n
 		written += n
 		p = p[n:]
@@ -123,20 +132,18 @@ func (w *ShardWriter) flush() error {
 	defer leave()
 	data := w.val[4 : 4+w.fill]
 	binary.BigEndian.PutUint32(w.val, crc32.Checksum(data, castagnoli))
-	txn := w.s.db.NewTransaction(true)
-	defer txn.Discard()
-	if !w.marked {
-		created := binary.BigEndian.AppendUint64(nil, uint64(w.s.clock.Now().UnixNano()))
-		if err := txn.Set(pendingKey(w.id, w.spec.Index, w.gen), created); err != nil {
-			return err
-		}
-	}
-	if err := txn.Set(chunkKey(w.id, w.spec.Index, w.gen, w.chunks), w.val[:4+w.fill]); err != nil {
-		return err
-	}
-	// Commit returns after the write is applied (and fsync'd), so w.val may
+	// update returns after the write is applied (and fsync'd), so w.val may
 	// be reused.
-	if err := txn.Commit(); err != nil {
+	err = w.s.update(func(txn *badger.Txn, _ *delta) error {
+		if !w.marked {
+			created := binary.BigEndian.AppendUint64(nil, uint64(w.s.clock.Now().UnixNano()))
+			if err := txn.Set(pendingKey(w.id, w.spec.Index, w.gen), created); err != nil {
+				return err
+			}
+		}
+		return txn.Set(chunkKey(w.id, w.spec.Index, w.gen, w.chunks), w.val[:4+w.fill])
+	})
+	if err != nil {
 		return err
 	}
 	w.marked = true

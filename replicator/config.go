@@ -32,6 +32,15 @@ type Config struct {
 	LearnTimeout time.Duration
 	// Version is the software version reported by Status.
 	Version string
+	// Deliverer hands released messages to the next hop. Nil: Release
+	// fails with ErrUnavailable.
+	Deliverer lazaret.Deliverer
+	// RelayName names the next hop in the history ("127.0.0.1:25").
+	RelayName string
+	// Cluster makes the node one of a cluster (erasure-coded bodies,
+	// metadata on every node); its zero value (no Members) is a single node.
+	// See cluster_config.go.
+	Cluster ClusterConfig
 }
 
 // DefaultConfig returns the configuration of a single node on defaults.
@@ -45,6 +54,7 @@ func DefaultConfig() Config {
 		RetentionInterval: 10 * time.Minute,
 		LearnTimeout:      60 * time.Second,
 		Version:           "dev",
+		Cluster:           DefaultClusterConfig(),
 	}
 }
 
@@ -63,6 +73,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("retention interval %v: must be positive", c.RetentionInterval)
 	case c.LearnTimeout <= 0:
 		return fmt.Errorf("learn timeout %v: must be positive", c.LearnTimeout)
+	}
+	if err := c.Cluster.Validate(); err != nil {
+		return fmt.Errorf("cluster: %w", err)
 	}
 	return nil
 }

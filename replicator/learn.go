@@ -24,6 +24,10 @@ var _ lazaret.Learner = (*CommandLearner)(nil)
 // maxLearnOutput caps what is kept of a learner's output in the history.
 const maxLearnOutput = 2000
 
+// learnWaitDelay bounds how long a learner's output is awaited once it has
+// been killed on timeout.
+const learnWaitDelay = time.Second
+
 // Learn runs the command for kind. A command that exits non-zero, times out or
 // cannot be started is an error that carries its output.
 func (l *CommandLearner) Learn(ctx context.Context, kind lazaret.LearnKind, body io.Reader) (string, error) {
@@ -37,6 +41,9 @@ func (l *CommandLearner) Learn(ctx context.Context, kind lazaret.LearnKind, body
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// A killed learner's children (a shell script's sleep, a helper) may
+	// keep its output open; stop waiting for them shortly after the kill.
+	cmd.WaitDelay = learnWaitDelay
 	cmd.Stdin = body
 	var out bytes.Buffer
 	cmd.Stdout = &out

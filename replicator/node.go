@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -32,6 +33,13 @@ type Node struct {
 	// delete, a retried put of the same id) without a global lock.
 	locks [64]sync.Mutex
 	seed  maphash.Seed
+	// releasing serialises deliveries of one message (release.go).
+	releasing releaseLocks
+	// index is the shared search index, if any (search.go).
+	index atomic.Pointer[indexHooks]
+
+	// cl is the cluster side (cluster_node.go); nil on a single node.
+	cl *clusterNode
 
 	stop context.CancelFunc
 }
@@ -61,6 +69,10 @@ func New(cfg Config, store *objstore.Store, log *slog.Logger, clock lazaret.Cloc
 		started: clock.Now(), seed: maphash.MakeSeed(), stop: cancel,
 	}
 	store.StartBackground(ctx, cfg.Retention, cfg.RetentionInterval)
+	if err := n.startCluster(ctx); err != nil {
+		cancel()
+		return nil, fmt.Errorf("replicator: %w", err)
+	}
 	return n, nil
 }
 
@@ -68,6 +80,7 @@ func New(cfg Config, store *objstore.Store, log *slog.Logger, clock lazaret.Cloc
 // its background goroutines when it is closed.
 func (n *Node) Close() error {
 	n.stop()
+	n.stopCluster()
 	return nil
 }
 
@@ -80,6 +93,9 @@ func (n *Node) lock(id lazaret.ID) func() {
 // Put stores a message whole on this node.
 func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
 	const op = "put"
+	if n.cl != nil {
+		return n.putCluster(ctx, req, body) // cluster_put.go
+	}
 	sender, rcpts, err := cleanEnvelope(req.Sender, req.Recipients)
 	if err != nil {
 		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
@@ -168,6 +184,9 @@ func (n *Node) Open(ctx context.Context, id lazaret.ID) (*lazaret.Metadata, io.R
 	if err != nil {
 		return nil, nil, err
 	}
+	if n.cl != nil {
+		return n.openCluster(ctx, m) // cluster_get.go
+	}
 	info, body, err := n.store.OpenShard(id, 0)
 	if err != nil {
 		return nil, nil, err
@@ -209,7 +228,7 @@ func (n *Node) List(ctx context.Context, q lazaret.ListQuery) (*lazaret.ListPage
 	if horizon := n.clock.Now().Add(-n.cfg.Retention); q.Since.Before(horizon) {
 		q.Since = horizon
 	}
-	return n.store.List(ctx, q)
+	return n.search(ctx, q)
 }
 
 // Delete leaves a tombstone and removes the body.
@@ -227,6 +246,7 @@ func (n *Node) Delete(ctx context.Context, id lazaret.ID, who string) (*lazaret.
 	if err := n.store.DeleteShards(id); err != nil {
 		n.log.Warn("delete: removing shards failed; retention will retry", "id", id, "err", err)
 	}
+	n.removeShardsEverywhere(ctx, m) // push.go
 	return m, nil
 }
 
@@ -268,24 +288,12 @@ func (n *Node) Learn(ctx context.Context, id lazaret.ID, kind lazaret.LearnKind,
 	return m, nil
 }
 
-// Release records a release request. Delivery by SMTP acts on these requests.
+// Release delivers a message to its envelope recipients, or to the given
+// ones, through cfg.Deliverer, and records the request and its outcome in the
+// history; see release.go. The request id set with lazaret.WithRequestID is
+// delivered at most once.
 func (n *Node) Release(ctx context.Context, id lazaret.ID, recipients []string, who string) (*lazaret.Metadata, error) {
-	const op = "release"
-	_, rcpts, err := cleanEnvelope("", recipients)
-	if err != nil {
-		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
-	}
-	return n.update(ctx, op, id, func(m *lazaret.Metadata) error {
-		to := rcpts
-		if len(to) == 0 {
-			to = m.Recipients
-		}
-		if len(to) == 0 {
-			return fmt.Errorf("%w: the message has no envelope recipients; name them", lazaret.ErrInvalidArgument)
-		}
-		m.History = append(m.History, n.event(who, "release-request", strings.Join(to, ",")))
-		return nil
-	})
+	return n.release(ctx, id, recipients, who)
 }
 
 // update applies fn to a live message's metadata under its lock, gives it a
@@ -304,6 +312,7 @@ func (n *Node) update(ctx context.Context, op string, id lazaret.ID, fn func(*la
 	if err := n.store.PutMeta(ctx, m); err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
 	}
+	n.changed(m) // push.go: to every member
 	return m, nil
 }
 
@@ -329,7 +338,8 @@ func (n *Node) Status(ctx context.Context) (*lazaret.NodeStatus, error) {
 	return &lazaret.NodeStatus{
 		Node: n.cfg.NodeNumber, Name: n.cfg.Name, Version: n.cfg.Version, Started: n.started,
 		DataDir: n.store.Dir(), Messages: st.Messages, Bytes: st.BodyBytes, DiskBytes: st.DiskBytes,
-		Retention: n.cfg.Retention,
+		Retention: n.cfg.Retention, Index: n.indexStatus(),
+		Health: n.clusterHealth(),
 	}, nil
 }
 

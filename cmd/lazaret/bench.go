@@ -123,6 +123,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	conc := fs.Int("concurrency", 8, "concurrent clients")
 	seed := fs.Uint64("seed", 1, "random seed for sizes and contents")
 	baseDir := fs.String("baseline-dir", "", "directory for the fsync baseline (default: beside the node's data directory)")
+	smtpAddr := fs.String("smtp", "", "also measure SMTP ingest through the node's SMTP filter at ADDR (bench_smtp.go)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -178,6 +179,22 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	}
 	if mode != "get" {
 		results = append(results, put)
+	}
+	if *smtpAddr != "" && mode != "get" {
+		sb := make([][]byte, len(bodies))
+		for i := range bodies {
+			sb[i] = smtpBody(bodies[i])
+		}
+		sres, sids, err := benchSMTP(*smtpAddr, sb, *conc)
+		for _, id := range sids {
+			if id != "" {
+				defer c.Delete(ctx, id, "bench")
+			}
+		}
+		if err != nil {
+			return err
+		}
+		results = append(results, sres)
 	}
 	if err := os.MkdirAll(*baseDir, 0o755); err != nil {
 		return err

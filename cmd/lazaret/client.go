@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -175,6 +176,7 @@ func (m *Main) ls(ctx context.Context, args []string) error {
 	since := fs.String("since", "", "received at or after: RFC 3339 time, date (2006-01-02) or age (24h)")
 	until := fs.String("until", "", "received before: RFC 3339 time, date or age")
 	limit := fs.Int("limit", 50, "messages to show (0 = all)")
+	moreListFlags := listFilterFlags(fs, &q) // index.go: --node, --min-score, --max-score
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -201,6 +203,9 @@ func (m *Main) ls(ctx context.Context, args []string) error {
 	}
 	if q.Until, err = parseWhen(*until); err != nil {
 		return usagef("--until: %v", err)
+	}
+	if err := moreListFlags(); err != nil {
+		return err
 	}
 	return withClient(*socket, func(c *rpc.Client) error {
 		var all []*lazaret.Metadata
@@ -298,11 +303,27 @@ func (m *Main) learn(ctx context.Context, args []string) error {
 
 func (m *Main) release(ctx context.Context, args []string) error {
 	var to stringList
+	var rid *string
 	return m.simple(ctx, "release", args, func(fs *flag.FlagSet) {
 		fs.Var(&to, "to", "deliver to this address instead of the original recipients (repeatable)")
+		rid = fs.String("request-id", "", "idempotency key: repeating a release with the same key never delivers twice (default: a new random key)")
 	}, func(c *rpc.Client, id lazaret.ID) (*lazaret.Metadata, error) {
-		return c.Release(ctx, id, to, rpc.Actor("cli"))
+		if *rid == "" {
+			*rid = newRequestID()
+		}
+		md, err := c.Release(lazaret.WithRequestID(ctx, *rid), id, to, rpc.Actor("cli"))
+		if err != nil {
+			return nil, fmt.Errorf("%w (request id %s)", err, *rid)
+		}
+		return md, nil
 	})
+}
+
+// newRequestID makes up a release's idempotency key.
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "cli-" + hex.EncodeToString(b[:])
 }
 
 // simple runs a command that takes one id, acts on it and prints the result.
@@ -379,7 +400,11 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "bytes\t%d (on disk %d)\n", st.Bytes, st.DiskBytes)
 		fmt.Fprintf(tw, "retention\t%s\n", st.Retention)
 		fmt.Fprintf(tw, "health\t%s\n", health)
-		return tw.Flush()
+		printIndexStatus(tw, st.Index) // index.go
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		return printMembers(m.Stdout, st.Members, time.Now()) // status_cluster.go
 	})
 }
 

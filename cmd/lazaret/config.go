@@ -13,6 +13,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/smtpfilter"
 )
 
 // Config is the lazaret.toml file. Every key is optional; DefaultConfig gives
@@ -24,6 +25,10 @@ type Config struct {
 	Retention RetentionConfig `toml:"retention"`
 	Learn     LearnConfig     `toml:"learn"`
 	Log       LogConfig       `toml:"log"`
+	SMTP      SMTPConfig      `toml:"smtp"`    // config_smtp.go
+	Release   ReleaseConfig   `toml:"release"` // config_smtp.go
+	Index     IndexConfig     `toml:"index"`   // index.go
+	Cluster   ClusterConfig   `toml:"cluster"` // config_cluster.go
 }
 
 // NodeConfig is the [node] table.
@@ -78,6 +83,10 @@ func DefaultConfig() Config {
 		Retention: RetentionConfig{Days: 30, Interval: Duration(10 * time.Minute)},
 		Learn:     LearnConfig{Timeout: Duration(60 * time.Second)},
 		Log:       LogConfig{Level: "info", Format: "text"},
+		SMTP:      defaultSMTPConfig(),
+		Release:   defaultReleaseConfig(),
+		Index:     defaultIndexConfig(),
+		Cluster:   defaultClusterConfig(),
 	}
 }
 
@@ -149,6 +158,15 @@ func (c *Config) Validate() error {
 	if _, err := c.socketMode(); err != nil {
 		return err
 	}
+	if err := c.validateSMTP(); err != nil {
+		return err
+	}
+	if err := c.Index.validate(); err != nil {
+		return err
+	}
+	if err := c.Cluster.validate(); err != nil {
+		return err
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -192,6 +210,10 @@ func (c *Config) replicatorConfig() replicator.Config {
 	rc.LearnSpam, rc.LearnHam = c.Learn.Spam, c.Learn.Ham
 	rc.LearnTimeout = time.Duration(c.Learn.Timeout)
 	rc.Version = version
+	rc.Cluster.Policy, rc.Cluster.WriteQuorum, rc.Cluster.Strict = c.Cluster.Policy, c.Cluster.WriteQuorum, c.Cluster.Strict
+	if relay, err := smtpfilter.NewRelay(c.relayConfig()); err == nil { // Validate reports a bad one
+		rc.Deliverer, rc.RelayName = relay, c.Release.Relay
+	}
 	return rc
 }
 

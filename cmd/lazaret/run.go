@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -36,6 +37,11 @@ type command struct {
 func (m *Main) commands() map[string]command {
 	return map[string]command{
 		"serve":       {"run a node", (*Main).serve},
+		"init":        {"create a cluster: CA, gossip key, join token, this node's certificate and config", (*Main).initCluster},
+		"join":        {"join this node to a running cluster with a join token", (*Main).joinCluster},
+		"token":       {"rotate the cluster's join token (token rotate)", (*Main).token},
+		"dev":         {"run an N-node cluster on this host, one process per node", (*Main).dev},
+		"index":       {"PostgreSQL index: migrate, rebuild", (*Main).index},
 		"put":         {"quarantine a message from a file or stdin; prints its id", (*Main).put},
 		"get":         {"write a message's body to stdout or a file", (*Main).get},
 		"stat":        {"show a message's metadata", (*Main).stat},
@@ -106,12 +112,22 @@ func (m *Main) usage(cmds map[string]command) {
 // newFlags returns a FlagSet that reports errors instead of exiting.
 func (m *Main) newFlags(name, args string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	// The flag package prints its error and the usage on every mistake;
+	// parse shows the usage only when it was asked for (-h), so that an
+	// error stays one line.
+	fs.SetOutput(&usageOutput{w: m.Stderr})
 	fs.Usage = func() {
-		fmt.Fprintf(m.Stderr, "usage: lazaret %s [flags] %s\n", name, args)
+		fmt.Fprintf(fs.Output(), "usage: lazaret %s [flags] %s\n", name, args)
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// usageOutput holds what the flag package prints until parse decides whether
+// to show it.
+type usageOutput struct {
+	bytes.Buffer
+	w io.Writer
 }
 
 // parse parses flags, allowing them before and after positional arguments
@@ -120,10 +136,16 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if uo, ok := fs.Output().(*usageOutput); ok {
+				if errors.Is(err, flag.ErrHelp) {
+					_, _ = uo.w.Write(uo.Bytes())
+				}
+				uo.Reset()
+			}
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usagef("%v", err)
+			return nil, usagef("%v (run 'lazaret %s -h')", err, fs.Name())
 		}
 		args = fs.Args()
 		if len(args) == 0 {

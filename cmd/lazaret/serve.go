@@ -20,6 +20,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	configPath := fs.String("config", "", "TOML config file (default: embedded defaults)")
 	data := fs.String("data", "", "data directory (overrides store.data)")
 	socket := fs.String("socket", "", "API socket path (overrides api.socket)")
+	smtpAddr := fs.String("smtp", "", "run the SMTP filter on ADDR, e.g. 127.0.0.1:10026 (overrides smtp.listen, sets smtp.enabled)")
+	relay := fs.String("relay", "", "deliver released messages to HOST:PORT (overrides release.relay)")
+	postgres := fs.String("postgres", "", "feed and search the PostgreSQL index at DSN (overrides index.postgres)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -35,6 +38,15 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	if *socket != "" {
 		cfg.API.Socket = *socket
+	}
+	if *smtpAddr != "" {
+		cfg.SMTP.Enabled, cfg.SMTP.Listen = true, *smtpAddr
+	}
+	if *relay != "" {
+		cfg.Release.Relay = *relay
+	}
+	if *postgres != "" {
+		cfg.Index.Postgres = *postgres
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -63,25 +75,48 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Cl
 	if err := os.MkdirAll(filepath.Dir(cfg.API.Socket), 0o755); err != nil {
 		return fmt.Errorf("socket directory: %w", err)
 	}
-	store, err := objstore.Open(objstore.DefaultConfig(cfg.Store.Data), log, clock)
+	idx, err := openIndex(ctx, cfg, log) // index.go; nil without a PostgreSQL DSN
+	if err != nil {
+		return err
+	}
+	defer idx.close()
+	store, err := objstore.Open(idx.storeConfig(objstore.DefaultConfig(cfg.Store.Data)), log, clock)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	node, err := replicator.New(cfg.replicatorConfig(), store, log.With("component", "replicator"), clock, nil)
+	cl, err := openCluster(cfg, log, clock) // cluster.go; nil unless [cluster] enabled
+	if err != nil {
+		return err
+	}
+	defer cl.close()
+	node, err := replicator.New(cl.replicatorConfig(cfg.replicatorConfig()), store, log.With("component", "replicator"), clock, nil)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
+	if err := cl.start(node); err != nil { // peer port and gossip; refuses a taken node number
+		return err
+	}
+	defer cl.close() // leave the cluster before the node and store close
+	if err := idx.start(ctx, store, node, clock); err != nil {
+		return err
+	}
+	defer idx.close() // stops the feeder before the store closes
 
 	mode, _ := cfg.socketMode()
 	l, err := rpc.ListenUnix(cfg.API.Socket, mode, cfg.API.SocketGroup)
 	if err != nil {
 		return err
 	}
-	srv := rpc.NewServer(node, log.With("component", "api"))
+	srv := rpc.NewServer(cl.quarantine(node), log.With("component", "api"))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
+	smtpSvc, err := startSMTP(cfg, node, log, stdout)
+	if err != nil {
+		srv.Stop(context.Background())
+		return err
+	}
 	log.Info("serving", "node", cfg.Node.Number, "name", cfg.Node.Name, "socket", cfg.API.Socket, "data", cfg.Store.Data, "version", version)
 	fmt.Fprintf(stdout, "lazaret: node %d (%s) serving on %s, data in %s\n", cfg.Node.Number, cfg.Node.Name, cfg.API.Socket, cfg.Store.Data)
 
@@ -90,9 +125,13 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Cl
 		log.Info("shutting down")
 	case err := <-errc:
 		return fmt.Errorf("api: %w", err)
+	case err := <-smtpSvc.failed():
+		srv.Stop(context.Background())
+		return fmt.Errorf("smtp: %w", err)
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	smtpSvc.stop(stopCtx, log)
 	srv.Stop(stopCtx)
 	os.Remove(cfg.API.Socket)
 	return nil

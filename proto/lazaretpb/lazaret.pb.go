@@ -250,12 +250,14 @@ func (x *Verdict) GetReport() string {
 }
 
 type Event struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
-	Actor         string                 `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
-	Action        string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
-	Detail        string                 `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
-	Node          int32                  `protobuf:"varint,5,opt,name=node,proto3" json:"node,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Time   *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Actor  string                 `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
+	Action string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	Detail string                 `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	Node   int32                  `protobuf:"varint,5,opt,name=node,proto3" json:"node,omitempty"`
+	// Idempotency key of the request that caused the event (releases).
+	Request       string `protobuf:"bytes,6,opt,name=request,proto3" json:"request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -323,6 +325,13 @@ func (x *Event) GetNode() int32 {
 		return x.Node
 	}
 	return 0
+}
+
+func (x *Event) GetRequest() string {
+	if x != nil {
+		return x.Request
+	}
+	return ""
 }
 
 type Version struct {
@@ -1488,10 +1497,13 @@ func (x *LearnRequest) GetActor() string {
 }
 
 type ReleaseRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Recipients    []string               `protobuf:"bytes,2,rep,name=recipients,proto3" json:"recipients,omitempty"`
-	Actor         string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Recipients []string               `protobuf:"bytes,2,rep,name=recipients,proto3" json:"recipients,omitempty"`
+	Actor      string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Idempotency key: a release with a key that already succeeded returns the
+	// recorded result without delivering again. Empty: the node makes one up.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1543,6 +1555,13 @@ func (x *ReleaseRequest) GetRecipients() []string {
 func (x *ReleaseRequest) GetActor() string {
 	if x != nil {
 		return x.Actor
+	}
+	return ""
+}
+
+func (x *ReleaseRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -1674,7 +1693,9 @@ type StatusResponse struct {
 	Bytes            int64                  `protobuf:"varint,7,opt,name=bytes,proto3" json:"bytes,omitempty"`                          // body bytes of live messages
 	DiskBytes        int64                  `protobuf:"varint,8,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"` // bytes the store occupies on disk
 	RetentionSeconds int64                  `protobuf:"varint,9,opt,name=retention_seconds,json=retentionSeconds,proto3" json:"retention_seconds,omitempty"`
-	Health           []string               `protobuf:"bytes,10,rep,name=health,proto3" json:"health,omitempty"` // problems; empty means healthy
+	Health           []string               `protobuf:"bytes,10,rep,name=health,proto3" json:"health,omitempty"`   // problems; empty means healthy
+	Members          []*MemberStatus        `protobuf:"bytes,20,rep,name=members,proto3" json:"members,omitempty"` // every cluster member; empty on a single node
+	Index            *IndexStatus           `protobuf:"bytes,30,opt,name=index,proto3" json:"index,omitempty"`     // feed into the shared PostgreSQL index; unset when none
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1779,6 +1800,286 @@ func (x *StatusResponse) GetHealth() []string {
 	return nil
 }
 
+func (x *StatusResponse) GetMembers() []*MemberStatus {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetIndex() *IndexStatus {
+	if x != nil {
+		return x.Index
+	}
+	return nil
+}
+
+// IndexStatus is how far a node's feed into the PostgreSQL index is behind.
+type IndexStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`                                  // "postgres"
+	Reachable     bool                   `protobuf:"varint,2,opt,name=reachable,proto3" json:"reachable,omitempty"`                             // the last attempt to reach it succeeded
+	Backlog       int64                  `protobuf:"varint,3,opt,name=backlog,proto3" json:"backlog,omitempty"`                                 // changes waiting in the outbox
+	BacklogAgeMs  int64                  `protobuf:"varint,4,opt,name=backlog_age_ms,json=backlogAgeMs,proto3" json:"backlog_age_ms,omitempty"` // age of the oldest waiting change
+	Resync        bool                   `protobuf:"varint,5,opt,name=resync,proto3" json:"resync,omitempty"`                                   // a full resynchronisation is pending
+	LastError     string                 `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastFlush     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_flush,json=lastFlush,proto3" json:"last_flush,omitempty"`
+	Applied       int64                  `protobuf:"varint,8,opt,name=applied,proto3" json:"applied,omitempty"` // changes written since start
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IndexStatus) Reset() {
+	*x = IndexStatus{}
+	mi := &file_lazaret_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IndexStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IndexStatus) ProtoMessage() {}
+
+func (x *IndexStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_lazaret_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IndexStatus.ProtoReflect.Descriptor instead.
+func (*IndexStatus) Descriptor() ([]byte, []int) {
+	return file_lazaret_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *IndexStatus) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *IndexStatus) GetReachable() bool {
+	if x != nil {
+		return x.Reachable
+	}
+	return false
+}
+
+func (x *IndexStatus) GetBacklog() int64 {
+	if x != nil {
+		return x.Backlog
+	}
+	return 0
+}
+
+func (x *IndexStatus) GetBacklogAgeMs() int64 {
+	if x != nil {
+		return x.BacklogAgeMs
+	}
+	return 0
+}
+
+func (x *IndexStatus) GetResync() bool {
+	if x != nil {
+		return x.Resync
+	}
+	return false
+}
+
+func (x *IndexStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *IndexStatus) GetLastFlush() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFlush
+	}
+	return nil
+}
+
+func (x *IndexStatus) GetApplied() int64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+// MemberStatus is one row of the cluster status table.
+type MemberStatus struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Node                 int32                  `protobuf:"varint,1,opt,name=node,proto3" json:"node,omitempty"`
+	Name                 string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PeerAddr             string                 `protobuf:"bytes,3,opt,name=peer_addr,json=peerAddr,proto3" json:"peer_addr,omitempty"` // host:port of its peer (1027) API
+	GossipAddr           string                 `protobuf:"bytes,4,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	State                string                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"` // alive, suspect, failed, left
+	Zone                 string                 `protobuf:"bytes,6,opt,name=zone,proto3" json:"zone,omitempty"`
+	Version              string                 `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	Self                 bool                   `protobuf:"varint,8,opt,name=self,proto3" json:"self,omitempty"`         // the node that answered the status request
+	Reported             bool                   `protobuf:"varint,9,opt,name=reported,proto3" json:"reported,omitempty"` // the figures below came from the member itself
+	Messages             int64                  `protobuf:"varint,10,opt,name=messages,proto3" json:"messages,omitempty"`
+	Shards               int64                  `protobuf:"varint,11,opt,name=shards,proto3" json:"shards,omitempty"`
+	ShardBytes           int64                  `protobuf:"varint,12,opt,name=shard_bytes,json=shardBytes,proto3" json:"shard_bytes,omitempty"`
+	UnderProtected       int64                  `protobuf:"varint,13,opt,name=under_protected,json=underProtected,proto3" json:"under_protected,omitempty"`
+	UnderProtectedBytes  int64                  `protobuf:"varint,14,opt,name=under_protected_bytes,json=underProtectedBytes,proto3" json:"under_protected_bytes,omitempty"`
+	OldestUnderProtected *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=oldest_under_protected,json=oldestUnderProtected,proto3" json:"oldest_under_protected,omitempty"`
+	Error                string                 `protobuf:"bytes,16,opt,name=error,proto3" json:"error,omitempty"` // why the figures are missing
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *MemberStatus) Reset() {
+	*x = MemberStatus{}
+	mi := &file_lazaret_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberStatus) ProtoMessage() {}
+
+func (x *MemberStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_lazaret_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
+func (*MemberStatus) Descriptor() ([]byte, []int) {
+	return file_lazaret_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *MemberStatus) GetNode() int32 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetPeerAddr() string {
+	if x != nil {
+		return x.PeerAddr
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *MemberStatus) GetSelf() bool {
+	if x != nil {
+		return x.Self
+	}
+	return false
+}
+
+func (x *MemberStatus) GetReported() bool {
+	if x != nil {
+		return x.Reported
+	}
+	return false
+}
+
+func (x *MemberStatus) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetShards() int64 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetShardBytes() int64 {
+	if x != nil {
+		return x.ShardBytes
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetUnderProtected() int64 {
+	if x != nil {
+		return x.UnderProtected
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetUnderProtectedBytes() int64 {
+	if x != nil {
+		return x.UnderProtectedBytes
+	}
+	return 0
+}
+
+func (x *MemberStatus) GetOldestUnderProtected() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestUnderProtected
+	}
+	return nil
+}
+
+func (x *MemberStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_lazaret_proto protoreflect.FileDescriptor
 
 const file_lazaret_proto_rawDesc = "" +
@@ -1789,13 +2090,14 @@ const file_lazaret_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.lazaret.v1.VerdictKindR\x04kind\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x01R\x05score\x12\x18\n" +
 	"\ascanner\x18\x03 \x01(\tR\ascanner\x12\x16\n" +
-	"\x06report\x18\x04 \x01(\tR\x06report\"\x91\x01\n" +
+	"\x06report\x18\x04 \x01(\tR\x06report\"\xab\x01\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x16\n" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x12\n" +
-	"\x04node\x18\x05 \x01(\x05R\x04node\"K\n" +
+	"\x04node\x18\x05 \x01(\x05R\x04node\x12\x18\n" +
+	"\arequest\x18\x06 \x01(\tR\arequest\"K\n" +
 	"\aVersion\x12\x12\n" +
 	"\x04wall\x18\x01 \x01(\x03R\x04wall\x12\x18\n" +
 	"\alogical\x18\x02 \x01(\rR\alogical\x12\x12\n" +
@@ -1904,17 +2206,19 @@ const file_lazaret_proto_rawDesc = "" +
 	"\fLearnRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.lazaret.v1.LearnKindR\x04kind\x12\x14\n" +
-	"\x05actor\x18\x03 \x01(\tR\x05actor\"V\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\"u\n" +
 	"\x0eReleaseRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
 	"recipients\x18\x02 \x03(\tR\n" +
 	"recipients\x12\x14\n" +
-	"\x05actor\x18\x03 \x01(\tR\x05actor\"\x13\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"\x13\n" +
 	"\x11AllocateIDRequest\"$\n" +
 	"\x12AllocateIDResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x0f\n" +
-	"\rStatusRequest\"\xb9\x02\n" +
+	"\rStatusRequest\"\x9c\x03\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\x05R\x04node\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1927,7 +2231,40 @@ const file_lazaret_proto_rawDesc = "" +
 	"disk_bytes\x18\b \x01(\x03R\tdiskBytes\x12+\n" +
 	"\x11retention_seconds\x18\t \x01(\x03R\x10retentionSeconds\x12\x16\n" +
 	"\x06health\x18\n" +
-	" \x03(\tR\x06health*\x89\x01\n" +
+	" \x03(\tR\x06health\x122\n" +
+	"\amembers\x18\x14 \x03(\v2\x18.lazaret.v1.MemberStatusR\amembers\x12-\n" +
+	"\x05index\x18\x1e \x01(\v2\x17.lazaret.v1.IndexStatusR\x05index\"\x91\x02\n" +
+	"\vIndexStatus\x12\x18\n" +
+	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1c\n" +
+	"\treachable\x18\x02 \x01(\bR\treachable\x12\x18\n" +
+	"\abacklog\x18\x03 \x01(\x03R\abacklog\x12$\n" +
+	"\x0ebacklog_age_ms\x18\x04 \x01(\x03R\fbacklogAgeMs\x12\x16\n" +
+	"\x06resync\x18\x05 \x01(\bR\x06resync\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\x129\n" +
+	"\n" +
+	"last_flush\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tlastFlush\x12\x18\n" +
+	"\aapplied\x18\b \x01(\x03R\aapplied\"\x82\x04\n" +
+	"\fMemberStatus\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\x05R\x04node\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
+	"\tpeer_addr\x18\x03 \x01(\tR\bpeerAddr\x12\x1f\n" +
+	"\vgossip_addr\x18\x04 \x01(\tR\n" +
+	"gossipAddr\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x12\n" +
+	"\x04zone\x18\x06 \x01(\tR\x04zone\x12\x18\n" +
+	"\aversion\x18\a \x01(\tR\aversion\x12\x12\n" +
+	"\x04self\x18\b \x01(\bR\x04self\x12\x1a\n" +
+	"\breported\x18\t \x01(\bR\breported\x12\x1a\n" +
+	"\bmessages\x18\n" +
+	" \x01(\x03R\bmessages\x12\x16\n" +
+	"\x06shards\x18\v \x01(\x03R\x06shards\x12\x1f\n" +
+	"\vshard_bytes\x18\f \x01(\x03R\n" +
+	"shardBytes\x12'\n" +
+	"\x0funder_protected\x18\r \x01(\x03R\x0eunderProtected\x122\n" +
+	"\x15under_protected_bytes\x18\x0e \x01(\x03R\x13underProtectedBytes\x12P\n" +
+	"\x16oldest_under_protected\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x14oldestUnderProtected\x12\x14\n" +
+	"\x05error\x18\x10 \x01(\tR\x05error*\x89\x01\n" +
 	"\vVerdictKind\x12\x16\n" +
 	"\x12VERDICT_KIND_OTHER\x10\x00\x12\x15\n" +
 	"\x11VERDICT_KIND_SPAM\x10\x01\x12\x1a\n" +
@@ -1968,7 +2305,7 @@ func file_lazaret_proto_rawDescGZIP() []byte {
 }
 
 var file_lazaret_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lazaret_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_lazaret_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_lazaret_proto_goTypes = []any{
 	(VerdictKind)(0),              // 0: lazaret.v1.VerdictKind
 	(State)(0),                    // 1: lazaret.v1.State
@@ -1994,13 +2331,15 @@ var file_lazaret_proto_goTypes = []any{
 	(*AllocateIDResponse)(nil),    // 21: lazaret.v1.AllocateIDResponse
 	(*StatusRequest)(nil),         // 22: lazaret.v1.StatusRequest
 	(*StatusResponse)(nil),        // 23: lazaret.v1.StatusResponse
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*IndexStatus)(nil),           // 24: lazaret.v1.IndexStatus
+	(*MemberStatus)(nil),          // 25: lazaret.v1.MemberStatus
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_lazaret_proto_depIdxs = []int32{
 	0,  // 0: lazaret.v1.Verdict.kind:type_name -> lazaret.v1.VerdictKind
-	24, // 1: lazaret.v1.Event.time:type_name -> google.protobuf.Timestamp
-	24, // 2: lazaret.v1.Message.received:type_name -> google.protobuf.Timestamp
-	24, // 3: lazaret.v1.Message.date:type_name -> google.protobuf.Timestamp
+	26, // 1: lazaret.v1.Event.time:type_name -> google.protobuf.Timestamp
+	26, // 2: lazaret.v1.Message.received:type_name -> google.protobuf.Timestamp
+	26, // 3: lazaret.v1.Message.date:type_name -> google.protobuf.Timestamp
 	3,  // 4: lazaret.v1.Message.verdict:type_name -> lazaret.v1.Verdict
 	1,  // 5: lazaret.v1.Message.state:type_name -> lazaret.v1.State
 	2,  // 6: lazaret.v1.Message.learned_as:type_name -> lazaret.v1.LearnKind
@@ -2009,41 +2348,45 @@ var file_lazaret_proto_depIdxs = []int32{
 	7,  // 9: lazaret.v1.Message.placement:type_name -> lazaret.v1.Placement
 	8,  // 10: lazaret.v1.Placement.shards:type_name -> lazaret.v1.ShardLoc
 	3,  // 11: lazaret.v1.PutMeta.verdict:type_name -> lazaret.v1.Verdict
-	24, // 12: lazaret.v1.PutMeta.date:type_name -> google.protobuf.Timestamp
-	24, // 13: lazaret.v1.PutMeta.received:type_name -> google.protobuf.Timestamp
+	26, // 12: lazaret.v1.PutMeta.date:type_name -> google.protobuf.Timestamp
+	26, // 13: lazaret.v1.PutMeta.received:type_name -> google.protobuf.Timestamp
 	9,  // 14: lazaret.v1.PutRequest.meta:type_name -> lazaret.v1.PutMeta
 	6,  // 15: lazaret.v1.PutResponse.message:type_name -> lazaret.v1.Message
 	6,  // 16: lazaret.v1.GetResponse.meta:type_name -> lazaret.v1.Message
-	24, // 17: lazaret.v1.ListRequest.since:type_name -> google.protobuf.Timestamp
-	24, // 18: lazaret.v1.ListRequest.until:type_name -> google.protobuf.Timestamp
+	26, // 17: lazaret.v1.ListRequest.since:type_name -> google.protobuf.Timestamp
+	26, // 18: lazaret.v1.ListRequest.until:type_name -> google.protobuf.Timestamp
 	0,  // 19: lazaret.v1.ListRequest.verdicts:type_name -> lazaret.v1.VerdictKind
 	1,  // 20: lazaret.v1.ListRequest.states:type_name -> lazaret.v1.State
 	6,  // 21: lazaret.v1.ListResponse.messages:type_name -> lazaret.v1.Message
 	2,  // 22: lazaret.v1.LearnRequest.kind:type_name -> lazaret.v1.LearnKind
-	24, // 23: lazaret.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
-	10, // 24: lazaret.v1.Quarantine.Put:input_type -> lazaret.v1.PutRequest
-	12, // 25: lazaret.v1.Quarantine.Get:input_type -> lazaret.v1.GetRequest
-	14, // 26: lazaret.v1.Quarantine.Stat:input_type -> lazaret.v1.StatRequest
-	15, // 27: lazaret.v1.Quarantine.List:input_type -> lazaret.v1.ListRequest
-	17, // 28: lazaret.v1.Quarantine.Delete:input_type -> lazaret.v1.DeleteRequest
-	18, // 29: lazaret.v1.Quarantine.Learn:input_type -> lazaret.v1.LearnRequest
-	19, // 30: lazaret.v1.Quarantine.Release:input_type -> lazaret.v1.ReleaseRequest
-	20, // 31: lazaret.v1.Quarantine.AllocateID:input_type -> lazaret.v1.AllocateIDRequest
-	22, // 32: lazaret.v1.Quarantine.Status:input_type -> lazaret.v1.StatusRequest
-	11, // 33: lazaret.v1.Quarantine.Put:output_type -> lazaret.v1.PutResponse
-	13, // 34: lazaret.v1.Quarantine.Get:output_type -> lazaret.v1.GetResponse
-	6,  // 35: lazaret.v1.Quarantine.Stat:output_type -> lazaret.v1.Message
-	16, // 36: lazaret.v1.Quarantine.List:output_type -> lazaret.v1.ListResponse
-	6,  // 37: lazaret.v1.Quarantine.Delete:output_type -> lazaret.v1.Message
-	6,  // 38: lazaret.v1.Quarantine.Learn:output_type -> lazaret.v1.Message
-	6,  // 39: lazaret.v1.Quarantine.Release:output_type -> lazaret.v1.Message
-	21, // 40: lazaret.v1.Quarantine.AllocateID:output_type -> lazaret.v1.AllocateIDResponse
-	23, // 41: lazaret.v1.Quarantine.Status:output_type -> lazaret.v1.StatusResponse
-	33, // [33:42] is the sub-list for method output_type
-	24, // [24:33] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	26, // 23: lazaret.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
+	25, // 24: lazaret.v1.StatusResponse.members:type_name -> lazaret.v1.MemberStatus
+	24, // 25: lazaret.v1.StatusResponse.index:type_name -> lazaret.v1.IndexStatus
+	26, // 26: lazaret.v1.IndexStatus.last_flush:type_name -> google.protobuf.Timestamp
+	26, // 27: lazaret.v1.MemberStatus.oldest_under_protected:type_name -> google.protobuf.Timestamp
+	10, // 28: lazaret.v1.Quarantine.Put:input_type -> lazaret.v1.PutRequest
+	12, // 29: lazaret.v1.Quarantine.Get:input_type -> lazaret.v1.GetRequest
+	14, // 30: lazaret.v1.Quarantine.Stat:input_type -> lazaret.v1.StatRequest
+	15, // 31: lazaret.v1.Quarantine.List:input_type -> lazaret.v1.ListRequest
+	17, // 32: lazaret.v1.Quarantine.Delete:input_type -> lazaret.v1.DeleteRequest
+	18, // 33: lazaret.v1.Quarantine.Learn:input_type -> lazaret.v1.LearnRequest
+	19, // 34: lazaret.v1.Quarantine.Release:input_type -> lazaret.v1.ReleaseRequest
+	20, // 35: lazaret.v1.Quarantine.AllocateID:input_type -> lazaret.v1.AllocateIDRequest
+	22, // 36: lazaret.v1.Quarantine.Status:input_type -> lazaret.v1.StatusRequest
+	11, // 37: lazaret.v1.Quarantine.Put:output_type -> lazaret.v1.PutResponse
+	13, // 38: lazaret.v1.Quarantine.Get:output_type -> lazaret.v1.GetResponse
+	6,  // 39: lazaret.v1.Quarantine.Stat:output_type -> lazaret.v1.Message
+	16, // 40: lazaret.v1.Quarantine.List:output_type -> lazaret.v1.ListResponse
+	6,  // 41: lazaret.v1.Quarantine.Delete:output_type -> lazaret.v1.Message
+	6,  // 42: lazaret.v1.Quarantine.Learn:output_type -> lazaret.v1.Message
+	6,  // 43: lazaret.v1.Quarantine.Release:output_type -> lazaret.v1.Message
+	21, // 44: lazaret.v1.Quarantine.AllocateID:output_type -> lazaret.v1.AllocateIDResponse
+	23, // 45: lazaret.v1.Quarantine.Status:output_type -> lazaret.v1.StatusResponse
+	37, // [37:46] is the sub-list for method output_type
+	28, // [28:37] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_lazaret_proto_init() }
@@ -2066,7 +2409,7 @@ func file_lazaret_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lazaret_proto_rawDesc), len(file_lazaret_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -199,9 +199,10 @@ func (c *Client) Learn(ctx context.Context, id lazaret.ID, kind lazaret.LearnKin
 	return msgOrErr(c.pb.Learn(ctx, &pb.LearnRequest{Id: string(id), Kind: pb.LearnKind(kind), Actor: actor}))
 }
 
-// Release asks for a message to be released.
+// Release asks for a message to be released. The idempotency key set on ctx
+// with lazaret.WithRequestID travels as the request id.
 func (c *Client) Release(ctx context.Context, id lazaret.ID, recipients []string, actor string) (*lazaret.Metadata, error) {
-	return msgOrErr(c.pb.Release(ctx, &pb.ReleaseRequest{Id: string(id), Recipients: recipients, Actor: actor}))
+	return msgOrErr(c.pb.Release(ctx, &pb.ReleaseRequest{Id: string(id), Recipients: recipients, Actor: actor, RequestId: lazaret.RequestID(ctx)}))
 }
 
 // AllocateID reserves an id.

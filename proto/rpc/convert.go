@@ -62,7 +62,7 @@ func MessageToPB(m *lazaret.Metadata) *pb.Message {
 	}
 	for _, e := range m.History {
 		out.History = append(out.History, &pb.Event{
-			Time: tsToPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int32(e.Node),
+			Time: tsToPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int32(e.Node), Request: e.Request,
 		})
 	}
 	return out
@@ -95,7 +95,7 @@ func MessageFromPB(p *pb.Message) *lazaret.Metadata {
 	}
 	for _, e := range p.GetHistory() {
 		m.History = append(m.History, lazaret.Event{
-			Time: tsFromPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int(e.Node),
+			Time: tsFromPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int(e.Node), Request: e.Request,
 		})
 	}
 	return m
@@ -202,7 +202,36 @@ func statusToPB(s *lazaret.NodeStatus) *pb.StatusResponse {
 		DiskBytes:        s.DiskBytes,
 		RetentionSeconds: int64(s.Retention / time.Second),
 		Health:           s.Health,
+		Members:          membersToPB(s.Members),
+		Index:            indexToPB(s.Index),
 	}
+}
+
+func membersToPB(ms []lazaret.MemberStatus) []*pb.MemberStatus {
+	var out []*pb.MemberStatus
+	for _, m := range ms {
+		out = append(out, &pb.MemberStatus{
+			Node: int32(m.Node), Name: m.Name, PeerAddr: m.PeerAddr, GossipAddr: m.GossipAddr, State: m.State,
+			Zone: m.Zone, Version: m.Version, Self: m.Self, Reported: m.Reported, Messages: m.Messages,
+			Shards: m.Shards, ShardBytes: m.ShardBytes, UnderProtected: m.UnderProtected,
+			UnderProtectedBytes: m.UnderProtectedBytes, OldestUnderProtected: tsToPB(m.OldestUnderProtected), Error: m.Error,
+		})
+	}
+	return out
+}
+
+func membersFromPB(ps []*pb.MemberStatus) []lazaret.MemberStatus {
+	var out []lazaret.MemberStatus
+	for _, p := range ps {
+		out = append(out, lazaret.MemberStatus{
+			Node: int(p.GetNode()), Name: p.GetName(), PeerAddr: p.GetPeerAddr(), GossipAddr: p.GetGossipAddr(),
+			State: p.GetState(), Zone: p.GetZone(), Version: p.GetVersion(), Self: p.GetSelf(), Reported: p.GetReported(),
+			Messages: p.GetMessages(), Shards: p.GetShards(), ShardBytes: p.GetShardBytes(),
+			UnderProtected: p.GetUnderProtected(), UnderProtectedBytes: p.GetUnderProtectedBytes(),
+			OldestUnderProtected: tsFromPB(p.GetOldestUnderProtected()), Error: p.GetError(),
+		})
+	}
+	return out
 }
 
 func statusFromPB(p *pb.StatusResponse) *lazaret.NodeStatus {
@@ -217,6 +246,8 @@ func statusFromPB(p *pb.StatusResponse) *lazaret.NodeStatus {
 		DiskBytes: p.GetDiskBytes(),
 		Retention: time.Duration(p.GetRetentionSeconds()) * time.Second,
 		Health:    p.GetHealth(),
+		Members:   membersFromPB(p.GetMembers()),
+		Index:     indexFromPB(p.GetIndex()),
 	}
 }
 

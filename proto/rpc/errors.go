@@ -24,6 +24,7 @@ var codeMap = []struct {
 	{lazaret.ErrCorrupt, codes.DataLoss},
 	{lazaret.ErrUnavailable, codes.Unavailable},
 	{lazaret.ErrConflict, codes.FailedPrecondition},
+	{lazaret.ErrDeliveryFailed, codes.Aborted},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }
@@ -93,6 +94,8 @@ func fromStatus(err error) error {
 		}
 	case codes.FailedPrecondition:
 		re.err = lazaret.ErrConflict
+	case codes.Aborted:
+		re.err = lazaret.ErrDeliveryFailed
 	case codes.Canceled:
 		re.err = context.Canceled
 	case codes.DeadlineExceeded:

@@ -266,6 +266,12 @@ func (s *Server) Release(ctx context.Context, req *pb.ReleaseRequest) (*pb.Messa
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if rid := req.GetRequestId(); rid != "" {
+		if !lazaret.ValidRequestID(rid) {
+			return nil, toStatus(&lazaret.Error{Op: "release", ID: id, Err: fmt.Errorf("%w: request id must be 1-128 printable characters without spaces", lazaret.ErrInvalidArgument)})
+		}
+		ctx = lazaret.WithRequestID(ctx, rid)
+	}
 	return msgOrStatus(s.q.Release(ctx, id, req.GetRecipients(), req.GetActor()))
 }
 

@@ -1,0 +1,106 @@
+package lazaret
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+)
+
+// JSON forms. Enums travel as their names and checksums as hex, so that the
+// CLI's --json output, the stored records and anything else reading them
+// need no lookup tables.
+
+// MarshalText returns the kind's name.
+func (k VerdictKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText parses a kind's name.
+func (k *VerdictKind) UnmarshalText(b []byte) error {
+	v, err := ParseVerdictKind(string(b))
+	*k = v
+	return err
+}
+
+// MarshalText returns the state's name.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText parses a state's name.
+func (s *State) UnmarshalText(b []byte) error {
+	v, err := ParseState(string(b))
+	*s = v
+	return err
+}
+
+// MarshalText returns the learn kind's name ("" for none).
+func (l LearnKind) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// UnmarshalText parses a learn kind's name.
+func (l *LearnKind) UnmarshalText(b []byte) error {
+	for i, n := range learnNames {
+		if n == string(b) {
+			*l = LearnKind(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: unknown learn kind %q", ErrInvalidArgument, b)
+}
+
+// hexSum is a SHA-256 sum in JSON: a hex string.
+type hexSum [32]byte
+
+func (h hexSum) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h[:])), nil }
+
+func (h *hexSum) UnmarshalText(b []byte) error {
+	if len(b) != 64 {
+		return fmt.Errorf("%w: sha256 %q is not 64 hex digits", ErrInvalidArgument, b)
+	}
+	_, err := hex.Decode(h[:], b)
+	return err
+}
+
+// MarshalJSON writes m with its checksum in hex.
+func (m Metadata) MarshalJSON() ([]byte, error) {
+	type plain Metadata // no methods: avoids recursion
+	return json.Marshal(struct {
+		plain
+		SHA256 hexSum `json:"sha256"`
+	}{plain(m), hexSum(m.SHA256)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (m *Metadata) UnmarshalJSON(b []byte) error {
+	type plain Metadata
+	var v struct {
+		*plain
+		SHA256 hexSum `json:"sha256"`
+	}
+	v.plain = (*plain)(m)
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	m.SHA256 = v.SHA256
+	return nil
+}
+
+// MarshalJSON writes s with its checksum in hex.
+func (s ShardLoc) MarshalJSON() ([]byte, error) {
+	type plain ShardLoc
+	return json.Marshal(struct {
+		plain
+		SHA256 hexSum `json:"sha256"`
+	}{plain(s), hexSum(s.SHA256)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *ShardLoc) UnmarshalJSON(b []byte) error {
+	type plain ShardLoc
+	var v struct {
+		*plain
+		SHA256 hexSum `json:"sha256"`
+	}
+	v.plain = (*plain)(s)
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	s.SHA256 = v.SHA256
+	return nil
+}

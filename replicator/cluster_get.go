@@ -1,0 +1,167 @@
+package replicator
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/lazaret/lazaret"
+	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+)
+
+// openCluster returns a reader of m's body on a member of a cluster: it
+// reads any K healthy shards of the placement, local ones first, then the
+// data shards of alive members (no decoding needed), then the rest; a shard
+// that cannot be read or fails a checksum is logged, counted (corruption)
+// and replaced by another. Memory is bounded by one stripe. An
+// under-protected whole copy is read from this node's store or from the
+// node that holds it (GetShard 0 of the 1+0 code).
+func (n *Node) openCluster(ctx context.Context, m *lazaret.Metadata) (*lazaret.Metadata, io.ReadCloser, error) {
+	pl := bodyPlacement(m)
+	c := Code{K: pl.K, M: pl.M}
+	if err := c.Validate(); err != nil || len(pl.Shards) == 0 {
+		return nil, nil, &lazaret.Error{Op: "get", ID: m.ID, Err: fmt.Errorf("%w: placement %v with %d shards", lazaret.ErrCorrupt, c, len(pl.Shards))}
+	}
+	enc, err := n.cl.codecs.get(c)
+	if err != nil {
+		return nil, nil, &lazaret.Error{Op: "get", ID: m.ID, Err: err}
+	}
+	r := newStripeReader(ctx, m.ID, pl, m.Size, m.SHA256, enc, n.shardCandidates(m.ID, pl), n.openPlacedShard(m.ID), n.shardFailed(m.ID))
+	// Open K shards now, so an unreadable message fails here rather than
+	// on the first Read.
+	if err := r.fill(); err != nil {
+		r.Close()
+		return nil, nil, err
+	}
+	return m, r, nil
+}
+
+// bodyPlacement returns m's placement; the zero Placement (a message stored
+// by a single node) is a whole copy, shard 0 of a 1+0 code, on m.Node.
+func bodyPlacement(m *lazaret.Metadata) lazaret.Placement {
+	if m.Placement.K > 0 {
+		return m.Placement
+	}
+	return lazaret.Placement{K: 1, Shards: []lazaret.ShardLoc{{Index: 0, Node: m.Node, Size: m.Size, SHA256: m.SHA256}}}
+}
+
+// shardCandidates orders the shards of pl for reading: local ones, then
+// those on alive members, then the rest (members down, shards that failed a
+// checksum recently); within each group by index, data shards first.
+func (n *Node) shardCandidates(id lazaret.ID, pl lazaret.Placement) []lazaret.ShardLoc {
+	now := n.clock.Now()
+	self := n.cfg.NodeNumber
+	rank := func(l lazaret.ShardLoc) int {
+		switch {
+		case n.cl.isBad(id, l.Index, now):
+			return 3
+		case l.Node == self:
+			return 0
+		case n.cl.isAlive(l.Node):
+			return 1
+		}
+		return 2
+	}
+	out := slices.Clone(pl.Shards)
+	slices.SortStableFunc(out, func(a, b lazaret.ShardLoc) int {
+		if c := cmp.Compare(rank(a), rank(b)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Index, b.Index)
+	})
+	return out
+}
+
+// shardFailed returns the stripeReader callback that logs and counts a
+// shard given up on.
+func (n *Node) shardFailed(id lazaret.ID) shardFailure {
+	return func(loc lazaret.ShardLoc, err error, corrupt bool) {
+		if corrupt {
+			n.cl.corrupt.Add(1)
+			n.cl.markBad(id, loc.Index, n.clock.Now())
+			n.log.Error("shard failed its checksum; reading another", "id", id, "shard", loc.Index, "node", loc.Node, "err", err)
+			return
+		}
+		n.log.Warn("shard unreadable; reading another", "id", id, "shard", loc.Index, "node", loc.Node, "err", err)
+	}
+}
+
+// openPlacedShard returns the opener of id's shards: from the local store
+// when the placement puts the shard here, else over GetShard.
+func (n *Node) openPlacedShard(id lazaret.ID) shardOpener {
+	return func(ctx context.Context, loc lazaret.ShardLoc) (io.ReadCloser, error) {
+		if loc.Node == n.cfg.NodeNumber {
+			info, rc, err := n.store.OpenShard(id, loc.Index)
+			if err != nil {
+				return nil, err
+			}
+			if info.Size != loc.Size || info.SHA256 != loc.SHA256 {
+				rc.Close()
+				return nil, &lazaret.Error{Op: "get", ID: id, Err: fmt.Errorf("shard %d: %w: stored shard (%d bytes, SHA-256 %x) is not the placed one (%d bytes, %x)", loc.Index, lazaret.ErrCorrupt, info.Size, info.SHA256[:8], loc.Size, loc.SHA256[:8])}
+			}
+			return rc, nil
+		}
+		return n.openRemoteShard(ctx, id, loc)
+	}
+}
+
+// openRemoteShard starts a GetShard stream and waits for its header.
+func (n *Node) openRemoteShard(ctx context.Context, id lazaret.ID, loc lazaret.ShardLoc) (io.ReadCloser, error) {
+	client, err := n.cl.peer(loc.Node)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := client.GetShard(ctx, &pb.GetShardRequest{Id: string(id), Index: int32(loc.Index)})
+	if err != nil {
+		cancel()
+		return nil, peerError(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		cancel()
+		return nil, peerError(err)
+	}
+	h := first.GetHeader()
+	if h == nil || h.GetId() != string(id) || int(h.GetIndex()) != loc.Index {
+		cancel()
+		return nil, fmt.Errorf("%w: node %d answered GetShard %s/%d with another header", lazaret.ErrUnavailable, loc.Node, id, loc.Index)
+	}
+	return &remoteShardReader{stream: stream, cancel: cancel}, nil
+}
+
+// remoteShardReader reads the chunks of a GetShard stream.
+type remoteShardReader struct {
+	stream pb.Peer_GetShardClient
+	cancel context.CancelFunc
+	buf    []byte
+	err    error
+}
+
+func (r *remoteShardReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		msg, err := r.stream.Recv()
+		if err == io.EOF {
+			r.err = io.EOF
+			continue
+		}
+		if err != nil {
+			r.err = peerError(err)
+			continue
+		}
+		r.buf = msg.GetChunk()
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *remoteShardReader) Close() error {
+	r.cancel()
+	return nil
+}

@@ -1,0 +1,165 @@
+package smtpfilter
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+	"golang.org/x/net/netutil"
+)
+
+// errUntrustedProxy is returned when a PROXY header arrives from an address
+// that is not a trusted proxy.
+var errUntrustedProxy = errors.New("PROXY protocol header from an untrusted address")
+
+// filterListener wraps accepted connections: at most max at once, a PROXY
+// header honoured only from trusted proxies and refused from anyone else, and
+// an idle timeout on every read and write.
+type filterListener struct {
+	net.Listener
+	proxies       []netip.Prefix
+	proxyPolicy   proxyproto.Policy
+	headerTimeout time.Duration
+	idleRead      time.Duration
+	idleWrite     time.Duration
+	log           *slog.Logger
+}
+
+func (s *Server) wrapListener(l net.Listener) net.Listener {
+	policy := proxyproto.REQUIRE
+	if s.cfg.ProxyOptional {
+		policy = proxyproto.USE
+	}
+	return &filterListener{
+		Listener:      netutil.LimitListener(l, s.cfg.MaxConnections),
+		proxies:       s.proxies,
+		proxyPolicy:   policy,
+		headerTimeout: s.cfg.ProxyHeaderTimeout,
+		idleRead:      s.cfg.ReadTimeout,
+		idleWrite:     s.cfg.WriteTimeout,
+		log:           s.log,
+	}
+}
+
+// Accept never blocks on a client: the PROXY header is read on the
+// connection's first use, in its own goroutine.
+func (l *filterListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	var inner net.Conn
+	if peer, ok := addrOf(c.RemoteAddr()); ok && contains(l.proxies, peer) {
+		// A trusted load balancer: its header names the real client.
+		inner = proxyproto.NewConn(c, proxyproto.WithPolicy(l.proxyPolicy), proxyproto.SetReadHeaderTimeout(l.headerTimeout))
+	} else {
+		inner = &noProxyConn{Conn: c, log: l.log}
+	}
+	return &idleConn{Conn: inner, read: l.idleRead, write: l.idleWrite}, nil
+}
+
+// addrOf returns the IP of a TCP address.
+func addrOf(a net.Addr) (netip.Addr, bool) {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, ok := netip.AddrFromSlice(a.IP)
+		return ip.Unmap(), ok
+	case nil:
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// noProxyConn is a connection from an address that may not send a PROXY
+// header. If its first bytes are a PROXY v1 or v2 signature, every read fails
+// and the server drops the connection: a client must not choose the address
+// recorded for it.
+type noProxyConn struct {
+	net.Conn
+	log     *slog.Logger
+	once    sync.Once
+	pending []byte // bytes read while checking, not yet returned
+	err     error  // returned once pending is drained
+}
+
+var (
+	sigV1 = []byte("PROXY ")
+	sigV2 = []byte("\r\n\r\n\x00\r\nQUIT\n")
+)
+
+func (c *noProxyConn) Read(p []byte) (int, error) {
+	c.once.Do(c.check)
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.Conn.Read(p)
+}
+
+// check reads until the first bytes can be told apart from a PROXY
+// signature. SMTP clients speak only after the greeting, so this never
+// delays the greeting.
+func (c *noProxyConn) check() {
+	var buf []byte
+	tmp := make([]byte, 512)
+	for {
+		if bytes.HasPrefix(buf, sigV1) || bytes.HasPrefix(buf, sigV2) {
+			c.err = errUntrustedProxy
+			c.log.Warn("smtp: refused a PROXY header from an untrusted address", "peer", c.Conn.RemoteAddr().String())
+			return
+		}
+		if !bytes.HasPrefix(sigV1, buf) && !bytes.HasPrefix(sigV2, buf) {
+			c.pending = buf
+			return
+		}
+		n, err := c.Conn.Read(tmp)
+		buf = append(buf, tmp[:n]...)
+		if err != nil {
+			if bytes.HasPrefix(buf, sigV1) || bytes.HasPrefix(buf, sigV2) {
+				continue // refused above
+			}
+			// Hand over what came, then the error.
+			c.pending, c.err = buf, err
+			return
+		}
+	}
+}
+
+// idleConn sets a fresh deadline before every read and write, so a client
+// may be slow but never silent for longer than the timeout, DATA included.
+type idleConn struct {
+	net.Conn
+	read, write time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	if c.read > 0 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.read)); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	if c.write > 0 {
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.write)); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			return 0, err
+		}
+	}
+	return c.Conn.Write(p)
+}
