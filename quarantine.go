@@ -117,6 +117,41 @@ type NodeStatus struct {
 	// Members is every cluster member as this node sees it, with the
 	// figures each alive member reported; empty on a single node.
 	Members []MemberStatus `json:"members,omitempty"`
+	// Lag is this node's replication lag (anti-entropy and repair); nil on
+	// a single node.
+	Lag *ReplicationLag `json:"lag,omitempty"`
+}
+
+// ReplicationLag is how far behind full protection and agreement one
+// cluster member is: what repair still has to do and when it last agreed
+// with each peer.
+type ReplicationLag struct {
+	// Under-protected messages this node took in (fewer shards than their
+	// code wants, or a whole copy): count, body bytes, oldest receive time.
+	UnderProtected       int64     `json:"under_protected"`
+	UnderProtectedBytes  int64     `json:"under_protected_bytes"`
+	OldestUnderProtected time.Time `json:"oldest_under_protected,omitzero"`
+	// RepairQueue is how many messages wait for (or are in) a repair check.
+	RepairQueue int64 `json:"repair_queue"`
+	// Repaired and RepairedBytes count the shards repair wrote since start.
+	Repaired      int64 `json:"repaired"`
+	RepairedBytes int64 `json:"repaired_bytes"`
+	// CorruptShards counts shards that failed a checksum since start.
+	CorruptShards int64 `json:"corrupt_shards"`
+	// RemovedNodes are the node numbers retired by `lazaret node remove`.
+	RemovedNodes []int `json:"removed_nodes,omitempty"`
+	// Peers is the last reconciliation with each peer, by node number.
+	Peers []PeerSyncStatus `json:"peers,omitempty"`
+}
+
+// PeerSyncStatus is one node's last metadata reconciliation with a peer.
+type PeerSyncStatus struct {
+	Node        int       `json:"node"`
+	LastSuccess time.Time `json:"last_success,omitzero"` // zero: never
+	Differences int64     `json:"differences"`           // records that differed then
+	Bytes       int64     `json:"bytes"`                 // bytes the session exchanged
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastError   string    `json:"last_error,omitempty"` // empty after a success
 }
 
 // MemberStatus is one cluster member in NodeStatus.

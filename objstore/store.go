@@ -84,6 +84,7 @@ func Open(cfg Config, log *slog.Logger, clock lazaret.Clock) (*Store, error) {
 		return nil, fmt.Errorf("objstore.Open %s: counting: %w", cfg.Dir, err)
 	}
 	if err := s.openOutbox(); err != nil {
+		s.stopCommitting()
 		_ = db.Close()
 		return nil, fmt.Errorf("objstore.Open %s: outbox: %w", cfg.Dir, err)
 	}

@@ -37,10 +37,22 @@ type ClusterConfig struct {
 	// PeerTimeout bounds one shard transfer or metadata push to a peer; a
 	// peer that does not answer in time counts as failed for that request.
 	PeerTimeout time.Duration
+	// StragglerGrace bounds how long one node can hold up a put (see "Write
+	// guarantees" in cluster_put.go): a shard stream that makes no progress
+	// for this long while the body is sent is given up; once the body is
+	// sent, the put waits at most this long for the shard acknowledgements
+	// (acknowledging with the write quorum, shards still running finish in
+	// the background) and, after the commit, at most this long for the
+	// shard holders to take the message's metadata. 0 means
+	// DefaultStragglerGrace.
+	StragglerGrace time.Duration
 	// PushQueue is how many metadata changes may wait to be pushed to the
 	// other members; beyond it changes are dropped (and logged), to be
 	// caught up by anti-entropy.
 	PushQueue int
+	// AntiEntropy tunes reconciliation and repair (antientropy.go); zero
+	// fields take DefaultAntiEntropyConfig's values.
+	AntiEntropy AntiEntropyConfig
 }
 
 // Defaults for ClusterConfig.
@@ -71,6 +83,9 @@ const (
 	// cost 3x their size in disk instead of 1.67x, which for the 2-20 KB
 	// bulk of mail is a small share of the bytes.
 	DefaultSmallMessageThreshold = 32 << 10
+	// DefaultStragglerGrace is 2 s: far above the spread between healthy
+	// shard writes (milliseconds, an fsync each), far below PeerTimeout.
+	DefaultStragglerGrace = 2 * time.Second
 )
 
 // DefaultClusterConfig returns the cluster settings on defaults, without
@@ -80,6 +95,7 @@ func DefaultClusterConfig() ClusterConfig {
 		WriteQuorum:     0,
 		StripeChunkSize: DefaultStripeChunkSize,
 		PeerTimeout:     30 * time.Second,
+		StragglerGrace:  DefaultStragglerGrace,
 		PushQueue:       10000,
 	}
 }
@@ -100,10 +116,12 @@ func (c *ClusterConfig) Validate() error {
 		return fmt.Errorf("stripe chunk size %d: want 0 or [4 KiB, 4 MiB]", c.StripeChunkSize)
 	case c.PeerTimeout < 0:
 		return fmt.Errorf("peer timeout %v: must not be negative", c.PeerTimeout)
+	case c.StragglerGrace < 0:
+		return fmt.Errorf("straggler grace %v: must not be negative", c.StragglerGrace)
 	case c.PushQueue < 0:
 		return fmt.Errorf("push queue %d: must not be negative", c.PushQueue)
 	}
-	return nil
+	return c.AntiEntropy.Validate()
 }
 
 // withDefaults fills zero fields.
@@ -116,6 +134,9 @@ func (c ClusterConfig) withDefaults() ClusterConfig {
 	}
 	if c.PeerTimeout == 0 {
 		c.PeerTimeout = 30 * time.Second
+	}
+	if c.StragglerGrace == 0 {
+		c.StragglerGrace = DefaultStragglerGrace
 	}
 	if c.PushQueue == 0 {
 		c.PushQueue = 10000

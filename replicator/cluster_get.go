@@ -82,6 +82,9 @@ func (n *Node) shardFailed(id lazaret.ID) shardFailure {
 			n.cl.corrupt.Add(1)
 			n.cl.markBad(id, loc.Index, n.clock.Now())
 			n.log.Error("shard failed its checksum; reading another", "id", id, "shard", loc.Index, "node", loc.Node, "err", err)
+			if loc.Node == n.cfg.NodeNumber {
+				n.repairHint(id) // repair.go rebuilds it
+			}
 			return
 		}
 		n.log.Warn("shard unreadable; reading another", "id", id, "shard", loc.Index, "node", loc.Node, "err", err)

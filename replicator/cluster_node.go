@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,14 +23,24 @@ type clusterNode struct {
 	policy  Code // zero: by cluster size
 	codecs  codecs
 	push    *pusher
+	ae      *antiEntropy // anti-entropy and repair (antientropy.go, repair.go)
 
 	corrupt atomic.Int64 // shards that failed a checksum when read
+	// metaShort counts puts acknowledged before their metadata reached
+	// quorum-1 of the other shard holders (see pushToHolders).
+	metaShort atomic.Int64
+
+	// ctx lives as long as the node: shard streams and pushes that may
+	// outlive the put that started them run under it.
+	ctx context.Context
 
 	mu    sync.Mutex
 	under map[lazaret.ID]underEntry // under-protected messages taken in here
 	bad   map[shardKey]time.Time    // shards that recently failed a checksum
 
-	wg sync.WaitGroup
+	wg      sync.WaitGroup
+	bgMu    sync.Mutex
+	closing bool // no more background work (stopCluster waits)
 }
 
 // underEntry is what the status needs of an under-protected message.
@@ -65,9 +76,13 @@ func (n *Node) startCluster(ctx context.Context) error {
 	cl := &clusterNode{
 		cfg: cc.withDefaults(), members: cc.Members, peers: cc.Peers, policy: policy,
 		under: make(map[lazaret.ID]underEntry), bad: make(map[shardKey]time.Time),
+		ctx: ctx,
 	}
 	n.cl = cl
 	cl.push = newPusher(n, cl.cfg.PushQueue)
+	if err := n.startAntiEntropy(ctx); err != nil {
+		return err
+	}
 	cl.wg.Add(2)
 	go func() {
 		defer cl.wg.Done()
@@ -85,8 +100,24 @@ func (n *Node) startCluster(ctx context.Context) error {
 // stopCluster waits for the cluster's background work after n.stop.
 func (n *Node) stopCluster() {
 	if n.cl != nil {
+		n.cl.bgMu.Lock()
+		n.cl.closing = true
+		n.cl.bgMu.Unlock()
 		n.cl.wg.Wait()
 	}
+}
+
+// goBackground runs fn in a goroutine that Close waits for. Once the node is
+// closing it runs nothing and returns false. fn should watch cl.ctx, which
+// is cancelled when the node closes.
+func (cl *clusterNode) goBackground(fn func()) bool {
+	cl.bgMu.Lock()
+	defer cl.bgMu.Unlock()
+	if cl.closing {
+		return false
+	}
+	cl.wg.Go(fn)
+	return true
 }
 
 // scanUnderProtected finds the under-protected messages taken in by this
@@ -119,12 +150,14 @@ func (n *Node) scanUnderProtected(ctx context.Context) error {
 }
 
 // trackUnder updates the under-protected set with m's current state. Call
-// it under m's lock after storing m.
+// it under m's lock after storing m. Every metadata change passes here, so
+// it also keeps anti-entropy's set and the repair queue current (noteMeta).
 func (n *Node) trackUnder(m *lazaret.Metadata) {
 	cl := n.cl
 	if cl == nil || m == nil {
 		return
 	}
+	n.noteMeta(m)
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if m.Placement.UnderProtected && m.State != lazaret.StateDeleted && m.Node == n.cfg.NodeNumber {
@@ -199,7 +232,9 @@ func (cl *clusterNode) isBad(id lazaret.ID, index int, now time.Time) bool {
 // node always counted alive (it is running this code).
 func (cl *clusterNode) liveMembers() (all, alive []Member, self Member) {
 	self = cl.members.Self()
-	all = cl.members.Members()
+	all = slices.DeleteFunc(cl.members.Members(), func(m Member) bool {
+		return m.Number != self.Number && cl.isRemoved(m.Number) // retired: out of placement
+	})
 	foundSelf := false
 	for i, m := range all {
 		if m.Number == self.Number {
@@ -263,8 +298,12 @@ func (n *Node) clusterHealth() []string {
 	if c := n.CorruptShards(); c > 0 {
 		h = append(h, fmt.Sprintf("%d shards failed their checksum since start", c))
 	}
+	if c := n.cl.metaShort.Load(); c > 0 {
+		h = append(h, fmt.Sprintf("%d puts acknowledged before their metadata reached enough shard holders (see the log)", c))
+	}
 	if _, dropped := n.PushBacklog(); dropped > 0 {
 		h = append(h, fmt.Sprintf("%d metadata pushes dropped (queue full)", dropped))
 	}
+	h = append(h, n.lagHealth()...)
 	return h
 }

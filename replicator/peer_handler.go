@@ -137,6 +137,7 @@ func (h *PeerHandler) getShard(req *pb.GetShardRequest, stream grpc.ServerStream
 		for _, loc := range bodyPlacement(m).Shards {
 			if loc.Index == index && loc.Node == h.n.cfg.NodeNumber && (loc.Size != info.Size || loc.SHA256 != info.SHA256) {
 				h.n.countCorrupt()
+				h.n.repairHint(id)
 				return &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("shard %d: %w: stored shard is not the placed one", index, lazaret.ErrCorrupt)}
 			}
 		}
@@ -159,6 +160,7 @@ func (h *PeerHandler) getShard(req *pb.GetShardRequest, stream grpc.ServerStream
 		if err != nil {
 			if errors.Is(err, lazaret.ErrCorrupt) {
 				h.n.countCorrupt()
+				h.n.repairHint(id)
 				h.n.log.Error("shard failed its checksum while a peer read it", "id", id, "shard", index, "err", err)
 			}
 			return err
@@ -209,5 +211,6 @@ func (h *PeerHandler) NodeStatus(ctx context.Context, req *pb.NodeStatusRequest)
 	if !oldest.IsZero() {
 		resp.OldestUnderProtected = timestamppb.New(oldest)
 	}
+	h.n.lagToPB(resp) // lag.go
 	return resp, nil
 }

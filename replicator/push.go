@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
@@ -110,6 +111,73 @@ func (p *pusher) push(ctx context.Context, batch []*lazaret.Metadata) {
 		})
 	}
 	wg.Wait()
+}
+
+// pushToHolders pushes a new message's metadata to the other nodes that
+// hold its shards, concurrently, before the put is acknowledged, so that
+// losing this node right afterwards does not lose the message: it waits
+// for every holder's answer, at most StragglerGrace. Fewer than quorum-1
+// holders storing it (when there are that many) is logged and counted
+// (Status health); the pushes still running go on in the background, and
+// the asynchronous push and anti-entropy catch up the rest. It returns how
+// many holders stored the metadata.
+func (n *Node) pushToHolders(m *lazaret.Metadata, quorum int) int {
+	cl := n.cl
+	var holders []int
+	for node := range placementNodes(m) {
+		if node != n.cfg.NodeNumber {
+			holders = append(holders, node)
+		}
+	}
+	if len(holders) == 0 {
+		return 0
+	}
+	req := &pb.PushMetaRequest{Messages: []*pb.Message{rpc.MessageToPB(m)}}
+	answers := make(chan error, len(holders))
+	for _, node := range holders {
+		started := cl.goBackground(func() {
+			client, err := cl.peer(node)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(cl.ctx, cl.cfg.PeerTimeout)
+				_, err = client.PushMeta(ctx, req)
+				cancel()
+				err = peerError(err)
+			}
+			if err != nil {
+				err = fmt.Errorf("node %d: %w", node, err)
+			}
+			answers <- err
+		})
+		if !started {
+			answers <- fmt.Errorf("node %d: %w: node closing", node, lazaret.ErrUnavailable)
+		}
+	}
+	timer := time.NewTimer(cl.cfg.StragglerGrace)
+	defer timer.Stop()
+	acked := 0
+	var errs []error
+wait:
+	for range holders {
+		select {
+		case err := <-answers:
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			acked++
+		case <-timer.C:
+			errs = append(errs, fmt.Errorf("%d holders did not answer within %v", len(holders)-acked-len(errs), cl.cfg.StragglerGrace))
+			break wait
+		}
+	}
+	if need := min(quorum-1, len(holders)); acked < need {
+		cl.metaShort.Add(1)
+		n.log.Warn("put: acknowledged with the metadata on fewer shard holders than the write quorum wants; the asynchronous push and anti-entropy will retry",
+			"id", m.ID, "stored_on", acked, "want", need, "err", errors.Join(errs...))
+	} else if len(errs) > 0 {
+		n.log.Info("put: metadata not stored on every shard holder yet", "id", m.ID, "stored_on", acked, "holders", len(holders), "err", errors.Join(errs...))
+	}
+	return acked
 }
 
 // changed is called with every metadata record this node stored (under the

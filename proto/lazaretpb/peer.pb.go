@@ -836,8 +836,14 @@ type NodeStatusResponse struct {
 	UnderProtected       int64                  `protobuf:"varint,6,opt,name=under_protected,json=underProtected,proto3" json:"under_protected,omitempty"`
 	UnderProtectedBytes  int64                  `protobuf:"varint,7,opt,name=under_protected_bytes,json=underProtectedBytes,proto3" json:"under_protected_bytes,omitempty"`
 	OldestUnderProtected *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=oldest_under_protected,json=oldestUnderProtected,proto3" json:"oldest_under_protected,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Anti-entropy and repair figures (replicator/lag.go).
+	RepairQueue   int64       `protobuf:"varint,9,opt,name=repair_queue,json=repairQueue,proto3" json:"repair_queue,omitempty"`            // messages waiting for a repair check
+	RepairedBytes int64       `protobuf:"varint,10,opt,name=repaired_bytes,json=repairedBytes,proto3" json:"repaired_bytes,omitempty"`     // shard bytes written by repair since start
+	CorruptShards int64       `protobuf:"varint,11,opt,name=corrupt_shards,json=corruptShards,proto3" json:"corrupt_shards,omitempty"`     // shards that failed a checksum since start
+	Peers         []*PeerSync `protobuf:"bytes,12,rep,name=peers,proto3" json:"peers,omitempty"`                                           // last reconciliation with each peer
+	RemovedNodes  []int32     `protobuf:"varint,13,rep,packed,name=removed_nodes,json=removedNodes,proto3" json:"removed_nodes,omitempty"` // retired node numbers
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatusResponse) Reset() {
@@ -926,6 +932,352 @@ func (x *NodeStatusResponse) GetOldestUnderProtected() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *NodeStatusResponse) GetRepairQueue() int64 {
+	if x != nil {
+		return x.RepairQueue
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetRepairedBytes() int64 {
+	if x != nil {
+		return x.RepairedBytes
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetCorruptShards() int64 {
+	if x != nil {
+		return x.CorruptShards
+	}
+	return 0
+}
+
+func (x *NodeStatusResponse) GetPeers() []*PeerSync {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+func (x *NodeStatusResponse) GetRemovedNodes() []int32 {
+	if x != nil {
+		return x.RemovedNodes
+	}
+	return nil
+}
+
+// PeerSync is this node's last reconciliation with one peer.
+type PeerSync struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          int32                  `protobuf:"varint,1,opt,name=node,proto3" json:"node,omitempty"`
+	LastSuccess   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_success,json=lastSuccess,proto3" json:"last_success,omitempty"` // unset: never
+	Differences   int64                  `protobuf:"varint,3,opt,name=differences,proto3" json:"differences,omitempty"`                   // keys that differed in the last successful session
+	Bytes         int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`                               // bytes exchanged by the last successful session
+	LastAttempt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_attempt,json=lastAttempt,proto3" json:"last_attempt,omitempty"`
+	LastError     string                 `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"` // empty when the last attempt succeeded
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerSync) Reset() {
+	*x = PeerSync{}
+	mi := &file_peer_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerSync) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerSync) ProtoMessage() {}
+
+func (x *PeerSync) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerSync.ProtoReflect.Descriptor instead.
+func (*PeerSync) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PeerSync) GetNode() int32 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *PeerSync) GetLastSuccess() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccess
+	}
+	return nil
+}
+
+func (x *PeerSync) GetDifferences() int64 {
+	if x != nil {
+		return x.Differences
+	}
+	return 0
+}
+
+func (x *PeerSync) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *PeerSync) GetLastAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAttempt
+	}
+	return nil
+}
+
+func (x *PeerSync) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+// RemovedNode is a node retired by `lazaret node remove`.
+type RemovedNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Number        int32                  `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Removed       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovedNode) Reset() {
+	*x = RemovedNode{}
+	mi := &file_peer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovedNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovedNode) ProtoMessage() {}
+
+func (x *RemovedNode) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovedNode.ProtoReflect.Descriptor instead.
+func (*RemovedNode) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RemovedNode) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *RemovedNode) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RemovedNode) GetRemoved() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+// ReconcileFrame is one message of a Reconcile stream.
+type ReconcileFrame struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          int32                  `protobuf:"varint,1,opt,name=node,proto3" json:"node,omitempty"`      // the sender's node number (first frame)
+	Message       []byte                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"` // a reconcile.Message (MarshalBinary), if any
+	Records       []*Message             `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"` // records the receiver lacks or holds differently
+	Done          bool                   `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`      // the sender's session is over, all records sent
+	Removed       []*RemovedNode         `protobuf:"bytes,5,rep,name=removed,proto3" json:"removed,omitempty"` // the sender's retired nodes (first frame)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileFrame) Reset() {
+	*x = ReconcileFrame{}
+	mi := &file_peer_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileFrame) ProtoMessage() {}
+
+func (x *ReconcileFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileFrame.ProtoReflect.Descriptor instead.
+func (*ReconcileFrame) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReconcileFrame) GetNode() int32 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *ReconcileFrame) GetMessage() []byte {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *ReconcileFrame) GetRecords() []*Message {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *ReconcileFrame) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *ReconcileFrame) GetRemoved() []*RemovedNode {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+type RemoveNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Number        int32                  `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_peer_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RemoveNodeRequest) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+type RemoveNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Removed       []*RemovedNode         `protobuf:"bytes,1,rep,name=removed,proto3" json:"removed,omitempty"` // the retired set after the change
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_peer_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RemoveNodeResponse) GetRemoved() []*RemovedNode {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -984,7 +1336,7 @@ const file_peer_proto_rawDesc = "" +
 	"\bmessages\x18\x01 \x03(\v2\x13.lazaret.v1.MessageR\bmessages\",\n" +
 	"\x10PushMetaResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x05R\aapplied\"\x13\n" +
-	"\x11NodeStatusRequest\"\xc0\x02\n" +
+	"\x11NodeStatusRequest\"\x82\x04\n" +
 	"\x12NodeStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\x05R\x04node\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -994,7 +1346,35 @@ const file_peer_proto_rawDesc = "" +
 	"shardBytes\x12'\n" +
 	"\x0funder_protected\x18\x06 \x01(\x03R\x0eunderProtected\x122\n" +
 	"\x15under_protected_bytes\x18\a \x01(\x03R\x13underProtectedBytes\x12P\n" +
-	"\x16oldest_under_protected\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x14oldestUnderProtected2\xba\x03\n" +
+	"\x16oldest_under_protected\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x14oldestUnderProtected\x12!\n" +
+	"\frepair_queue\x18\t \x01(\x03R\vrepairQueue\x12%\n" +
+	"\x0erepaired_bytes\x18\n" +
+	" \x01(\x03R\rrepairedBytes\x12%\n" +
+	"\x0ecorrupt_shards\x18\v \x01(\x03R\rcorruptShards\x12*\n" +
+	"\x05peers\x18\f \x03(\v2\x14.lazaret.v1.PeerSyncR\x05peers\x12#\n" +
+	"\rremoved_nodes\x18\r \x03(\x05R\fremovedNodes\"\xf3\x01\n" +
+	"\bPeerSync\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\x05R\x04node\x12=\n" +
+	"\flast_success\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vlastSuccess\x12 \n" +
+	"\vdifferences\x18\x03 \x01(\x03R\vdifferences\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\x12=\n" +
+	"\flast_attempt\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vlastAttempt\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\"o\n" +
+	"\vRemovedNode\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
+	"\aremoved\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aremoved\"\xb4\x01\n" +
+	"\x0eReconcileFrame\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\x05R\x04node\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\fR\amessage\x12-\n" +
+	"\arecords\x18\x03 \x03(\v2\x13.lazaret.v1.MessageR\arecords\x12\x12\n" +
+	"\x04done\x18\x04 \x01(\bR\x04done\x121\n" +
+	"\aremoved\x18\x05 \x03(\v2\x17.lazaret.v1.RemovedNodeR\aremoved\"+\n" +
+	"\x11RemoveNodeRequest\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\"G\n" +
+	"\x12RemoveNodeResponse\x121\n" +
+	"\aremoved\x18\x01 \x03(\v2\x17.lazaret.v1.RemovedNodeR\aremoved2\xd0\x04\n" +
 	"\x04Peer\x129\n" +
 	"\x04Join\x12\x17.lazaret.v1.JoinRequest\x1a\x18.lazaret.v1.JoinResponse\x12G\n" +
 	"\bPutShard\x12\x1b.lazaret.v1.PutShardRequest\x1a\x1c.lazaret.v1.PutShardResponse(\x01\x12G\n" +
@@ -1002,7 +1382,10 @@ const file_peer_proto_rawDesc = "" +
 	"\fDeleteShards\x12\x1f.lazaret.v1.DeleteShardsRequest\x1a .lazaret.v1.DeleteShardsResponse\x12E\n" +
 	"\bPushMeta\x12\x1b.lazaret.v1.PushMetaRequest\x1a\x1c.lazaret.v1.PushMetaResponse\x12K\n" +
 	"\n" +
-	"NodeStatus\x12\x1d.lazaret.v1.NodeStatusRequest\x1a\x1e.lazaret.v1.NodeStatusResponseB,Z*github.com/lazaret/lazaret/proto/lazaretpbb\x06proto3"
+	"NodeStatus\x12\x1d.lazaret.v1.NodeStatusRequest\x1a\x1e.lazaret.v1.NodeStatusResponse\x12G\n" +
+	"\tReconcile\x12\x1a.lazaret.v1.ReconcileFrame\x1a\x1a.lazaret.v1.ReconcileFrame(\x010\x01\x12K\n" +
+	"\n" +
+	"RemoveNode\x12\x1d.lazaret.v1.RemoveNodeRequest\x1a\x1e.lazaret.v1.RemoveNodeResponseB,Z*github.com/lazaret/lazaret/proto/lazaretpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -1016,7 +1399,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_peer_proto_goTypes = []any{
 	(*JoinRequest)(nil),           // 0: lazaret.v1.JoinRequest
 	(*JoinResponse)(nil),          // 1: lazaret.v1.JoinResponse
@@ -1032,32 +1415,48 @@ var file_peer_proto_goTypes = []any{
 	(*PushMetaResponse)(nil),      // 11: lazaret.v1.PushMetaResponse
 	(*NodeStatusRequest)(nil),     // 12: lazaret.v1.NodeStatusRequest
 	(*NodeStatusResponse)(nil),    // 13: lazaret.v1.NodeStatusResponse
-	(*Message)(nil),               // 14: lazaret.v1.Message
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*PeerSync)(nil),              // 14: lazaret.v1.PeerSync
+	(*RemovedNode)(nil),           // 15: lazaret.v1.RemovedNode
+	(*ReconcileFrame)(nil),        // 16: lazaret.v1.ReconcileFrame
+	(*RemoveNodeRequest)(nil),     // 17: lazaret.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),    // 18: lazaret.v1.RemoveNodeResponse
+	(*Message)(nil),               // 19: lazaret.v1.Message
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
 }
 var file_peer_proto_depIdxs = []int32{
 	2,  // 0: lazaret.v1.PutShardRequest.header:type_name -> lazaret.v1.ShardHeader
 	3,  // 1: lazaret.v1.PutShardRequest.trailer:type_name -> lazaret.v1.ShardTrailer
 	2,  // 2: lazaret.v1.GetShardResponse.header:type_name -> lazaret.v1.ShardHeader
-	14, // 3: lazaret.v1.PushMetaRequest.messages:type_name -> lazaret.v1.Message
-	15, // 4: lazaret.v1.NodeStatusResponse.oldest_under_protected:type_name -> google.protobuf.Timestamp
-	0,  // 5: lazaret.v1.Peer.Join:input_type -> lazaret.v1.JoinRequest
-	4,  // 6: lazaret.v1.Peer.PutShard:input_type -> lazaret.v1.PutShardRequest
-	6,  // 7: lazaret.v1.Peer.GetShard:input_type -> lazaret.v1.GetShardRequest
-	8,  // 8: lazaret.v1.Peer.DeleteShards:input_type -> lazaret.v1.DeleteShardsRequest
-	10, // 9: lazaret.v1.Peer.PushMeta:input_type -> lazaret.v1.PushMetaRequest
-	12, // 10: lazaret.v1.Peer.NodeStatus:input_type -> lazaret.v1.NodeStatusRequest
-	1,  // 11: lazaret.v1.Peer.Join:output_type -> lazaret.v1.JoinResponse
-	5,  // 12: lazaret.v1.Peer.PutShard:output_type -> lazaret.v1.PutShardResponse
-	7,  // 13: lazaret.v1.Peer.GetShard:output_type -> lazaret.v1.GetShardResponse
-	9,  // 14: lazaret.v1.Peer.DeleteShards:output_type -> lazaret.v1.DeleteShardsResponse
-	11, // 15: lazaret.v1.Peer.PushMeta:output_type -> lazaret.v1.PushMetaResponse
-	13, // 16: lazaret.v1.Peer.NodeStatus:output_type -> lazaret.v1.NodeStatusResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	19, // 3: lazaret.v1.PushMetaRequest.messages:type_name -> lazaret.v1.Message
+	20, // 4: lazaret.v1.NodeStatusResponse.oldest_under_protected:type_name -> google.protobuf.Timestamp
+	14, // 5: lazaret.v1.NodeStatusResponse.peers:type_name -> lazaret.v1.PeerSync
+	20, // 6: lazaret.v1.PeerSync.last_success:type_name -> google.protobuf.Timestamp
+	20, // 7: lazaret.v1.PeerSync.last_attempt:type_name -> google.protobuf.Timestamp
+	20, // 8: lazaret.v1.RemovedNode.removed:type_name -> google.protobuf.Timestamp
+	19, // 9: lazaret.v1.ReconcileFrame.records:type_name -> lazaret.v1.Message
+	15, // 10: lazaret.v1.ReconcileFrame.removed:type_name -> lazaret.v1.RemovedNode
+	15, // 11: lazaret.v1.RemoveNodeResponse.removed:type_name -> lazaret.v1.RemovedNode
+	0,  // 12: lazaret.v1.Peer.Join:input_type -> lazaret.v1.JoinRequest
+	4,  // 13: lazaret.v1.Peer.PutShard:input_type -> lazaret.v1.PutShardRequest
+	6,  // 14: lazaret.v1.Peer.GetShard:input_type -> lazaret.v1.GetShardRequest
+	8,  // 15: lazaret.v1.Peer.DeleteShards:input_type -> lazaret.v1.DeleteShardsRequest
+	10, // 16: lazaret.v1.Peer.PushMeta:input_type -> lazaret.v1.PushMetaRequest
+	12, // 17: lazaret.v1.Peer.NodeStatus:input_type -> lazaret.v1.NodeStatusRequest
+	16, // 18: lazaret.v1.Peer.Reconcile:input_type -> lazaret.v1.ReconcileFrame
+	17, // 19: lazaret.v1.Peer.RemoveNode:input_type -> lazaret.v1.RemoveNodeRequest
+	1,  // 20: lazaret.v1.Peer.Join:output_type -> lazaret.v1.JoinResponse
+	5,  // 21: lazaret.v1.Peer.PutShard:output_type -> lazaret.v1.PutShardResponse
+	7,  // 22: lazaret.v1.Peer.GetShard:output_type -> lazaret.v1.GetShardResponse
+	9,  // 23: lazaret.v1.Peer.DeleteShards:output_type -> lazaret.v1.DeleteShardsResponse
+	11, // 24: lazaret.v1.Peer.PushMeta:output_type -> lazaret.v1.PushMetaResponse
+	13, // 25: lazaret.v1.Peer.NodeStatus:output_type -> lazaret.v1.NodeStatusResponse
+	16, // 26: lazaret.v1.Peer.Reconcile:output_type -> lazaret.v1.ReconcileFrame
+	18, // 27: lazaret.v1.Peer.RemoveNode:output_type -> lazaret.v1.RemoveNodeResponse
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -1081,7 +1480,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

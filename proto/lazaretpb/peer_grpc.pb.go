@@ -29,6 +29,8 @@ const (
 	Peer_DeleteShards_FullMethodName = "/lazaret.v1.Peer/DeleteShards"
 	Peer_PushMeta_FullMethodName     = "/lazaret.v1.Peer/PushMeta"
 	Peer_NodeStatus_FullMethodName   = "/lazaret.v1.Peer/NodeStatus"
+	Peer_Reconcile_FullMethodName    = "/lazaret.v1.Peer/Reconcile"
+	Peer_RemoveNode_FullMethodName   = "/lazaret.v1.Peer/RemoveNode"
 )
 
 // PeerClient is the client API for Peer service.
@@ -51,6 +53,19 @@ type PeerClient interface {
 	PushMeta(ctx context.Context, in *PushMetaRequest, opts ...grpc.CallOption) (*PushMetaResponse, error)
 	// NodeStatus reports this node's own figures for the cluster status table.
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
+	// Reconcile runs one anti-entropy session (docs/antientropy.md). The
+	// caller's first frame carries its node number, its retired-node set and
+	// the first reconcile message; the two sides then alternate reconcile
+	// messages until the session ends. Each side sends, in any frame, the
+	// metadata records it found the other lacks or holds differently (its
+	// Have), and ends with a frame marked done once its session is over and
+	// all of its records are sent. The receiver merges records with
+	// lazaret.Merge.
+	Reconcile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReconcileFrame, ReconcileFrame], error)
+	// RemoveNode retires a dead node for good (`lazaret node remove`): it is
+	// left out of placement from then on, and the shards it held are rebuilt
+	// on other nodes. The retired set is replicated by Reconcile.
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 }
 
 type peerClient struct {
@@ -133,6 +148,29 @@ func (c *peerClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, opts
 	return out, nil
 }
 
+func (c *peerClient) Reconcile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReconcileFrame, ReconcileFrame], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[2], Peer_Reconcile_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReconcileFrame, ReconcileFrame]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_ReconcileClient = grpc.BidiStreamingClient[ReconcileFrame, ReconcileFrame]
+
+func (c *peerClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, Peer_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -153,6 +191,19 @@ type PeerServer interface {
 	PushMeta(context.Context, *PushMetaRequest) (*PushMetaResponse, error)
 	// NodeStatus reports this node's own figures for the cluster status table.
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
+	// Reconcile runs one anti-entropy session (docs/antientropy.md). The
+	// caller's first frame carries its node number, its retired-node set and
+	// the first reconcile message; the two sides then alternate reconcile
+	// messages until the session ends. Each side sends, in any frame, the
+	// metadata records it found the other lacks or holds differently (its
+	// Have), and ends with a frame marked done once its session is over and
+	// all of its records are sent. The receiver merges records with
+	// lazaret.Merge.
+	Reconcile(grpc.BidiStreamingServer[ReconcileFrame, ReconcileFrame]) error
+	// RemoveNode retires a dead node for good (`lazaret node remove`): it is
+	// left out of placement from then on, and the shards it held are rebuilt
+	// on other nodes. The retired set is replicated by Reconcile.
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -180,6 +231,12 @@ func (UnimplementedPeerServer) PushMeta(context.Context, *PushMetaRequest) (*Pus
 }
 func (UnimplementedPeerServer) NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NodeStatus not implemented")
+}
+func (UnimplementedPeerServer) Reconcile(grpc.BidiStreamingServer[ReconcileFrame, ReconcileFrame]) error {
+	return status.Error(codes.Unimplemented, "method Reconcile not implemented")
+}
+func (UnimplementedPeerServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -292,6 +349,31 @@ func _Peer_NodeStatus_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Reconcile_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).Reconcile(&grpc.GenericServerStream[ReconcileFrame, ReconcileFrame]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_ReconcileServer = grpc.BidiStreamingServer[ReconcileFrame, ReconcileFrame]
+
+func _Peer_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -315,6 +397,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "NodeStatus",
 			Handler:    _Peer_NodeStatus_Handler,
 		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _Peer_RemoveNode_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -326,6 +412,12 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "GetShard",
 			Handler:       _Peer_GetShard_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Reconcile",
+			Handler:       _Peer_Reconcile_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "peer.proto",

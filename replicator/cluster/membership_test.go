@@ -132,6 +132,7 @@ func TestMembershipEventsAndQueries(t *testing.T) {
 	}
 	a := mk("a", 1)
 	b := mk("b", 2, a.Self().GossipAddr)
+	waitMembers(t, a, map[int]replicator.MemberState{1: replicator.MemberAlive, 2: replicator.MemberAlive})
 	waitMembers(t, b, map[int]replicator.MemberState{1: replicator.MemberAlive, 2: replicator.MemberAlive})
 	qt := time.Now()
 	answers, err := a.Query("who", nil, 2*time.Second)

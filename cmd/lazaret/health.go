@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/lazaret/lazaret/replicator"
+)
+
+// problems lists what is wrong in sn by the thresholds of c, one line each,
+// for GET /health, the lazaret_health_problems metric and `lazaret status`.
+// An empty list means healthy.
+func (c HealthConfig) problems(sn snapshot) []string {
+	var p []string
+	if sn.storeErr != nil {
+		p = append(p, fmt.Sprintf("store unavailable: %v", sn.storeErr))
+	}
+	if c.MinFreeDisk > 0 && sn.freeDisk >= 0 && sn.freeDisk < int64(c.MinFreeDisk) {
+		p = append(p, fmt.Sprintf("free disk: %s (threshold %s)", humanBytes(sn.freeDisk), humanBytes(int64(c.MinFreeDisk))))
+	}
+	if sn.under > 0 {
+		age := sn.at.Sub(sn.underOldest)
+		overCount := c.MaxUnderProtected >= 0 && sn.under > c.MaxUnderProtected
+		overAge := c.MaxUnderProtectedAge > 0 && age > time.Duration(c.MaxUnderProtectedAge)
+		switch {
+		case overAge:
+			p = append(p, fmt.Sprintf("under-protected messages: %d (oldest %s, threshold %s)", sn.under, seconds(age), seconds(time.Duration(c.MaxUnderProtectedAge))))
+		case overCount:
+			p = append(p, fmt.Sprintf("under-protected messages: %d (threshold %d)", sn.under, c.MaxUnderProtected))
+		}
+	}
+	if c.MaxCorruptShards >= 0 && sn.corrupt > c.MaxCorruptShards {
+		p = append(p, fmt.Sprintf("corrupt shards since start: %d (threshold %d)", sn.corrupt, c.MaxCorruptShards))
+	}
+	if ix := sn.index; ix != nil {
+		if c.MaxIndexBacklog >= 0 && ix.Backlog > c.MaxIndexBacklog {
+			p = append(p, fmt.Sprintf("postgres outbox: %d changes (threshold %d)", ix.Backlog, c.MaxIndexBacklog))
+		}
+		if c.MaxIndexBacklogAge > 0 && ix.Backlog > 0 && ix.BacklogAge > time.Duration(c.MaxIndexBacklogAge) {
+			p = append(p, fmt.Sprintf("postgres outbox: oldest change waiting %s (threshold %s)", seconds(ix.BacklogAge), seconds(time.Duration(c.MaxIndexBacklogAge))))
+		}
+	}
+	if sn.clustered {
+		var failed []string
+		for _, m := range sn.members {
+			if m.State == replicator.MemberFailed {
+				failed = append(failed, fmt.Sprintf("%d (%s)", m.Number, m.Name))
+			}
+		}
+		if c.MaxFailedMembers >= 0 && int64(len(failed)) > c.MaxFailedMembers {
+			sort.Strings(failed)
+			p = append(p, fmt.Sprintf("cluster: %d of %d members failed: %s (threshold %d)", len(failed), len(sn.members), strings.Join(failed, ", "), c.MaxFailedMembers))
+		}
+	}
+	return p
+}
+
+// seconds formats a duration as whole seconds, as the thresholds are read.
+func seconds(d time.Duration) string {
+	return fmt.Sprintf("%ds", int64(d.Round(time.Second)/time.Second))
+}
+
+// humanBytes formats a byte count with a binary unit.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
