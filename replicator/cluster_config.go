@@ -46,6 +46,11 @@ type ClusterConfig struct {
 	// shard holders to take the message's metadata. 0 means
 	// DefaultStragglerGrace.
 	StragglerGrace time.Duration
+	// SpoolDir is where a put keeps the part of a body beyond its first MiB
+	// while it is sent, in an unlinked temporary file that is never
+	// fsync'd, to fall back on a whole copy if the write quorum is missed
+	// (see cluster_put_spool.go); "" means os.TempDir().
+	SpoolDir string
 	// PushQueue is how many metadata changes may wait to be pushed to the
 	// other members; beyond it changes are dropped (and logged), to be
 	// caught up by anti-entropy.

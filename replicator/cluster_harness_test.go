@@ -25,15 +25,34 @@ import (
 // node marked down is unreachable and unable to reach anyone, and shows as
 // failed in every member's view.
 type fakeNet struct {
-	mu      sync.Mutex
-	members map[int]Member
-	down    map[int]bool
-	lis     map[int]*bufconn.Listener
-	conns   map[int]*grpc.ClientConn
+	mu       sync.Mutex
+	members  map[int]Member
+	down     map[int]bool
+	lis      map[int]*bufconn.Listener
+	conns    map[int]*grpc.ClientConn
+	putHooks map[int]putShardHook
 }
 
 func newFakeNet() *fakeNet {
-	return &fakeNet{members: map[int]Member{}, down: map[int]bool{}, lis: map[int]*bufconn.Listener{}, conns: map[int]*grpc.ClientConn{}}
+	return &fakeNet{members: map[int]Member{}, down: map[int]bool{}, lis: map[int]*bufconn.Listener{}, conns: map[int]*grpc.ClientConn{}, putHooks: map[int]putShardHook{}}
+}
+
+// putShardHook runs in a node's PutShard handler before each message of
+// the stream is received; received counts those already received (0: the
+// header is next). An error ends the handler with it (nothing stored);
+// blocking blocks the handler, as a hung node would.
+type putShardHook func(ctx context.Context, received int) error
+
+// setPutHook installs (or, with nil, removes) node number's PutShard hook
+// for the streams that start afterwards.
+func (f *fakeNet) setPutHook(number int, h putShardHook) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if h == nil {
+		delete(f.putHooks, number)
+		return
+	}
+	f.putHooks[number] = h
 }
 
 // setDown kills (true) or restores (false) node number.
@@ -97,6 +116,34 @@ type joinServer struct{ pb.UnimplementedPeerServer }
 type testPeerServer struct {
 	*PeerHandler
 	joinServer
+	net *fakeNet
+	num int
+}
+
+// PutShard runs the node's PutShard hook, if any, around PeerHandler's.
+func (s *testPeerServer) PutShard(stream grpc.ClientStreamingServer[pb.PutShardRequest, pb.PutShardResponse]) error {
+	s.net.mu.Lock()
+	hook := s.net.putHooks[s.num]
+	s.net.mu.Unlock()
+	if hook != nil {
+		stream = &hookedPutStream{ClientStreamingServer: stream, hook: hook}
+	}
+	return s.PeerHandler.PutShard(stream)
+}
+
+// hookedPutStream calls its hook before every Recv.
+type hookedPutStream struct {
+	grpc.ClientStreamingServer[pb.PutShardRequest, pb.PutShardResponse]
+	hook     putShardHook
+	received int
+}
+
+func (s *hookedPutStream) Recv() (*pb.PutShardRequest, error) {
+	if err := s.hook(s.Context(), s.received); err != nil {
+		return nil, err
+	}
+	s.received++
+	return s.ClientStreamingServer.Recv()
 }
 
 // testNode is one node of a testCluster.
@@ -116,8 +163,9 @@ type testCluster struct {
 
 // newTestCluster starts n nodes numbered 1..n. sync selects fsync'd stores
 // (benchmarks) or not (functional tests, for speed; durability is
-// objstore's own test subject). edit adjusts each node's config.
-func newTestCluster(t testing.TB, n int, sync bool, edit func(*Config)) *testCluster {
+// objstore's own test subject). edit adjusts each node's config; opts are
+// given to every node's gRPC server.
+func newTestCluster(t testing.TB, n int, sync bool, edit func(*Config), opts ...grpc.ServerOption) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t, net: newFakeNet()}
 	for i := 1; i <= n; i++ {
@@ -152,8 +200,8 @@ func newTestCluster(t testing.TB, n int, sync bool, edit func(*Config)) *testClu
 			t.Fatalf("New: %v", err)
 		}
 		lis := bufconn.Listen(1 << 20)
-		srv := grpc.NewServer()
-		pb.RegisterPeerServer(srv, &testPeerServer{PeerHandler: node.PeerHandler()})
+		srv := grpc.NewServer(opts...)
+		pb.RegisterPeerServer(srv, &testPeerServer{PeerHandler: node.PeerHandler(), net: tc.net, num: i})
 		go srv.Serve(lis)
 		cc, err := grpc.NewClient("passthrough:///node", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return lis.DialContext(ctx)

@@ -26,7 +26,7 @@ var errPutEnded = errors.New("put ended before the body was complete")
 // cancelled). After the body, the runner finishes the sink and reports on
 // results; its outcome (loc, err, sink) may be read once done is closed.
 type shardRunner struct {
-	index int // shard index; -1 for the local whole copy
+	index int // shard index
 	node  int
 	local bool
 
@@ -158,11 +158,11 @@ func (r *shardRunner) abandon(why error) {
 	r.cancel()
 }
 
-// feed queues a copy of the first n bytes of parts (all of them if n < 0).
-// If every buffer is taken it waits for one, but not for a runner that has
-// made no progress for grace: that one is abandoned. It fails only when ctx
-// is cancelled; a runner that stopped is skipped.
-func (r *shardRunner) feed(ctx context.Context, grace time.Duration, n int, parts ...[]byte) error {
+// feed queues a copy of piece. If every buffer is taken it waits for one,
+// but not for a runner that has made no progress for grace: that one is
+// abandoned. It fails only when ctx is cancelled; a runner that stopped is
+// skipped.
+func (r *shardRunner) feed(ctx context.Context, grace time.Duration, piece []byte) error {
 	var buf []byte
 	select {
 	case buf = <-r.free:
@@ -175,13 +175,7 @@ func (r *shardRunner) feed(ctx context.Context, grace time.Duration, n int, part
 			return err
 		}
 	}
-	buf = buf[:0]
-	for _, p := range parts {
-		if n >= 0 {
-			p = p[:min(len(p), n-len(buf))]
-		}
-		buf = append(buf, p...)
-	}
+	buf = append(buf[:0], piece...)
 	r.q <- buf // never blocks: q holds as many as there are buffers
 	return nil
 }

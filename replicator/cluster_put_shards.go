@@ -22,14 +22,12 @@ type shardPut struct {
 	code    Code
 	chunk   int
 	runners []*shardRunner // one per target, by shard index
-	whole   *shardRunner   // the local whole copy (1+0), or nil
 	results chan *shardRunner
 }
 
-// startShards starts a runner per target (shard i on targets[i]) and, with
-// whole, one for a local whole copy of the body.
-func (n *Node) startShards(id lazaret.ID, code Code, chunk int, targets []Member, whole bool) (*shardPut, error) {
-	p := &shardPut{n: n, id: id, code: code, chunk: chunk, results: make(chan *shardRunner, len(targets)+1)}
+// startShards starts a runner per target: shard i on targets[i].
+func (n *Node) startShards(id lazaret.ID, code Code, chunk int, targets []Member) (*shardPut, error) {
+	p := &shardPut{n: n, id: id, code: code, chunk: chunk, results: make(chan *shardRunner, len(targets))}
 	self := n.cfg.NodeNumber
 	for i, t := range targets {
 		var r *shardRunner
@@ -49,30 +47,12 @@ func (n *Node) startShards(id lazaret.ID, code Code, chunk int, targets []Member
 		}
 		p.runners = append(p.runners, r)
 	}
-	if whole {
-		p.whole = n.newShardRunner(-1, self, true, p.results, func(context.Context) (shardSink, error) {
-			return n.newLocalSink(id, Code{K: 1, M: 0}, 0)
-		})
-		if p.whole == nil {
-			p.end(false, 0)
-			p.discardAll(nil)
-			return nil, fmt.Errorf("%w: node closing", lazaret.ErrUnavailable)
-		}
-	}
 	return p, nil
-}
-
-// all returns every runner, the whole copy's included.
-func (p *shardPut) all() []*shardRunner {
-	if p.whole == nil {
-		return p.runners
-	}
-	return append(slices.Clone(p.runners), p.whole)
 }
 
 // end tells every runner the body is complete (eof) or abandoned.
 func (p *shardPut) end(eof bool, size int64) {
-	for _, r := range p.all() {
+	for _, r := range p.runners {
 		r.end(eof, size)
 	}
 }
@@ -99,9 +79,6 @@ func (p *shardPut) collect(ctx context.Context, quorum int, grace time.Duration)
 		}
 		select {
 		case r := <-p.results:
-			if r == p.whole {
-				continue
-			}
 			r.collected = true
 			pending--
 			if r.err == nil {
@@ -138,17 +115,6 @@ func (p *shardPut) localWriter() *objstore.ShardWriter {
 	return nil
 }
 
-// wholeStored waits for the whole copy's runner and reports whether it is
-// stored (finished, to be committed).
-func (p *shardPut) wholeStored(ctx context.Context) bool {
-	select {
-	case <-p.whole.done:
-		return p.whole.err == nil
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // failures returns why the collected runners that failed did, and which
 // runners did not answer.
 func (p *shardPut) failures() error {
@@ -166,7 +132,7 @@ func (p *shardPut) failures() error {
 
 // discardAll discards every runner's shard, except on the nodes in keep.
 func (p *shardPut) discardAll(keep map[int]bool) {
-	for _, r := range p.all() {
+	for _, r := range p.runners {
 		p.discard(r, keep)
 	}
 }

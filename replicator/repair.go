@@ -765,6 +765,9 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 		copy(targets[1:i+1], targets[:i])
 		targets[0] = t
 	}
+	// Bound the transfer, and end every shard stream when spread returns.
+	ctx, cancel := context.WithTimeout(ctx, cl.cfg.PeerTimeout+time.Duration(m.Size/100_000)*time.Second)
+	defer cancel()
 	chunk := cl.cfg.StripeChunkSize
 	ts := make([]*repairTarget, len(targets))
 	for i, t := range targets {

@@ -28,6 +28,9 @@ type HealthConfig struct {
 	// changes waiting to reach the shared index, and the oldest one's age.
 	MaxIndexBacklog    int64    `toml:"max_index_backlog"`
 	MaxIndexBacklogAge Duration `toml:"max_index_backlog_age"`
+	// MaxReconcileAge is the longest time without a successful metadata
+	// reconciliation with any peer while other members are alive.
+	MaxReconcileAge Duration `toml:"max_reconcile_age"`
 	// MaxCorruptShards is the most shards that may have failed their
 	// checksum since the node started.
 	MaxCorruptShards int64 `toml:"max_corrupt_shards"`
@@ -50,6 +53,7 @@ func defaultHealthConfig() HealthConfig {
 		MaxUnderProtectedAge: Duration(10 * time.Minute),
 		MaxIndexBacklog:      10000,
 		MaxIndexBacklogAge:   Duration(5 * time.Minute),
+		MaxReconcileAge:      Duration(5 * time.Minute),
 		MaxCorruptShards:     0,
 		MaxFailedMembers:     0,
 		MinFreeDisk:          1 << 30,
@@ -83,6 +87,7 @@ func (c *HealthConfig) validate() error {
 		d   Duration
 	}{
 		{"max_under_protected_age", c.MaxUnderProtectedAge}, {"max_index_backlog_age", c.MaxIndexBacklogAge},
+		{"max_reconcile_age", c.MaxReconcileAge},
 	} {
 		if v.d < 0 {
 			return fmt.Errorf("health.%s: must not be negative (\"0s\" for no limit)", v.key)

@@ -53,6 +53,9 @@ func (c HealthConfig) problems(sn snapshot) []string {
 			sort.Strings(failed)
 			p = append(p, fmt.Sprintf("cluster: %d of %d members failed: %s (threshold %d)", len(failed), len(sn.members), strings.Join(failed, ", "), c.MaxFailedMembers))
 		}
+		if r := c.reconcileProblem(sn); r != "" {
+			p = append(p, r)
+		}
 	}
 	return p
 }
@@ -74,4 +77,36 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// reconcileProblem reports a node that has not reconciled its metadata
+// with any peer for longer than MaxReconcileAge while other members are
+// alive. A node that just started is given MaxReconcileAge to do so.
+func (c HealthConfig) reconcileProblem(sn snapshot) string {
+	if c.MaxReconcileAge <= 0 {
+		return ""
+	}
+	alive := 0
+	for _, m := range sn.members {
+		if m.State == replicator.MemberAlive {
+			alive++
+		}
+	}
+	if alive < 2 { // only this node
+		return ""
+	}
+	last := time.Time{}
+	for _, p := range sn.peerSyncs {
+		if p.LastSuccess.After(last) {
+			last = p.LastSuccess
+		}
+	}
+	limit := time.Duration(c.MaxReconcileAge)
+	switch {
+	case last.IsZero() && !sn.started.IsZero() && sn.at.Sub(sn.started) > limit:
+		return fmt.Sprintf("no metadata reconciliation with any peer since start %s ago (threshold %s)", seconds(sn.at.Sub(sn.started)), seconds(limit))
+	case !last.IsZero() && sn.at.Sub(last) > limit:
+		return fmt.Sprintf("last metadata reconciliation %s ago (threshold %s)", seconds(sn.at.Sub(last)), seconds(limit))
+	}
+	return ""
 }

@@ -51,7 +51,7 @@ func newMonitor(cfg Config, log *slog.Logger, clock lazaret.Clock) *monitor {
 // attach gives the monitor the node's parts to read at scrape and check
 // time; cl and idx may be nil (no cluster, no PostgreSQL index).
 func (m *monitor) attach(store *objstore.Store, node *replicator.Node, cl *clusterSide, idx *indexService) {
-	s := &sources{store: store, node: node, self: m.cfg.Node.Number}
+	s := &sources{store: store, node: node, self: m.cfg.Node.Number, started: m.clock.Now()}
 	if cl != nil {
 		s.members = cl.rt.Membership.Members
 	}

@@ -393,13 +393,17 @@ type fakeReplica struct {
 	under   int64
 	oldest  time.Time
 	corrupt int64
+	syncs   []replicator.PeerSync
 }
 
 func (f fakeReplica) UnderProtected() (int64, int64, time.Time) {
 	return f.under, f.under * 100, f.oldest
 }
-func (f fakeReplica) CorruptShards() int64      { return f.corrupt }
-func (f fakeReplica) PushBacklog() (int, int64) { return 2, 1 }
+func (f fakeReplica) CorruptShards() int64             { return f.corrupt }
+func (f fakeReplica) PushBacklog() (int, int64)        { return 2, 1 }
+func (f fakeReplica) RepairQueue() int                 { return 4 }
+func (f fakeReplica) Repaired() (int64, int64, int64)  { return 5, 5000, 6 }
+func (f fakeReplica) PeerSyncs() []replicator.PeerSync { return f.syncs }
 
 // Each threshold is named when crossed, and only then.
 func TestHealthProblems(t *testing.T) {
@@ -446,6 +450,18 @@ func TestHealthProblems(t *testing.T) {
 			[]string{"cluster: 1 of 5 members failed: 2 (mx2) (threshold 0)"}},
 		{"members tolerated", func(c *HealthConfig) { c.MaxFailedMembers = 1 },
 			sources{store: fakeStore{}, node: fakeReplica{}, members: func() []replicator.Member { return members }}, nil},
+		{"reconciled", nil, sources{store: fakeStore{}, node: fakeReplica{syncs: []replicator.PeerSync{{Node: 3, LastSuccess: now.Add(-400 * time.Second)}, {Node: 5, LastSuccess: now.Add(-20 * time.Second)}}},
+			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)}, nil},
+		{"reconcile old", nil, sources{store: fakeStore{}, node: fakeReplica{syncs: []replicator.PeerSync{{Node: 3, LastSuccess: now.Add(-400 * time.Second)}}},
+			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)},
+			[]string{"last metadata reconciliation 400s ago (threshold 300s)"}},
+		{"reconcile never", nil, sources{store: fakeStore{}, node: fakeReplica{},
+			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)},
+			[]string{"no metadata reconciliation with any peer since start 3600s ago (threshold 300s)"}},
+		{"reconcile grace", nil, sources{store: fakeStore{}, node: fakeReplica{},
+			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Minute)}, nil},
+		{"reconcile alone", nil, sources{store: fakeStore{}, node: fakeReplica{},
+			members: func() []replicator.Member { return members[:1:1] }, started: now.Add(-time.Hour)}, nil},
 		{"disk", func(c *HealthConfig) { c.MinFreeDisk = 1 << 62 }, sources{store: fakeStore{}, node: fakeReplica{}},
 			[]string{"free disk: "}},
 	} {
@@ -471,7 +487,10 @@ func TestHealthProblems(t *testing.T) {
 // figures the replicator and membership report.
 func TestNodeCollectorCluster(t *testing.T) {
 	now := time.Now()
-	src := &sources{store: fakeStore{}, node: fakeReplica{under: 3, oldest: now.Add(-90 * time.Second), corrupt: 2}, self: 1,
+	synced := time.Unix(1_800_000_000, 0)
+	src := &sources{store: fakeStore{}, self: 1, started: now,
+		node: fakeReplica{under: 3, oldest: now.Add(-90 * time.Second), corrupt: 2,
+			syncs: []replicator.PeerSync{{Node: 3, LastSuccess: synced, Differences: 7, Bytes: 900, Rounds: 11}, {Node: 2, Rounds: 0}}},
 		members: func() []replicator.Member {
 			return []replicator.Member{{Number: 1, State: replicator.MemberAlive}, {Number: 2, State: replicator.MemberFailed}, {Number: 3, State: replicator.MemberAlive}}
 		}}
@@ -493,6 +512,18 @@ func TestNodeCollectorCluster(t *testing.T) {
 	wantSample(t, s, `lazaret_cluster_member_up{peer="2"}`, 0)
 	wantSample(t, s, `lazaret_cluster_member_up{peer="3"}`, 1)
 	wantSample(t, s, `lazaret_health_problems`, 2) // corrupt shards, failed member
+	wantSample(t, s, `lazaret_repair_queue_length`, 4)
+	wantSample(t, s, `lazaret_repaired_shards_total`, 5)
+	wantSample(t, s, `lazaret_repaired_bytes_total`, 5000)
+	wantSample(t, s, `lazaret_repair_failures_total`, 6)
+	wantSample(t, s, `lazaret_reconcile_last_success_timestamp_seconds{peer="3"}`, 1.8e9)
+	wantSample(t, s, `lazaret_reconcile_last_differences{peer="3"}`, 7)
+	wantSample(t, s, `lazaret_reconcile_last_bytes{peer="3"}`, 900)
+	wantSample(t, s, `lazaret_reconcile_sessions_total{peer="3"}`, 11)
+	wantSample(t, s, `lazaret_reconcile_sessions_total{peer="2"}`, 0)
+	if _, ok := s[`lazaret_reconcile_last_success_timestamp_seconds{peer="2"}`]; ok {
+		t.Errorf("a peer never reconciled with has a last-success time")
+	}
 	if age := s[`lazaret_under_protected_oldest_age_seconds`]; age < 89 || age > 120 {
 		t.Errorf("oldest under-protected age %v, want about 90", age)
 	}

@@ -221,6 +221,9 @@ type replicaSource interface {
 	UnderProtected() (count, bytes int64, oldest time.Time)
 	CorruptShards() int64
 	PushBacklog() (queued int, dropped int64)
+	RepairQueue() int
+	Repaired() (shards, bytes, failures int64)
+	PeerSyncs() []replicator.PeerSync
 }
 
 // sources are the figures a node's metrics and health are computed from,
@@ -231,6 +234,7 @@ type sources struct {
 	members func() []replicator.Member  // nil on a node without a cluster
 	index   func() *lazaret.IndexStatus // nil without a PostgreSQL index
 	self    int                         // this node's number
+	started time.Time                   // when the node started
 }
 
 // snapshot is one reading of the sources.
@@ -245,6 +249,10 @@ type snapshot struct {
 	corrupt           int64
 	pushQueued        int
 	pushDropped       int64
+	repairQueue       int
+	repaired          [3]int64 // shards, bytes, failures
+	peerSyncs         []replicator.PeerSync
+	started           time.Time // when the node started (reconciliation grace)
 
 	clustered bool
 	members   []replicator.Member
@@ -263,6 +271,10 @@ func (s *sources) read(now time.Time) snapshot {
 	sn.under, sn.underBytes, sn.underOldest = s.node.UnderProtected()
 	sn.corrupt = s.node.CorruptShards()
 	sn.pushQueued, sn.pushDropped = s.node.PushBacklog()
+	sn.repairQueue = s.node.RepairQueue()
+	sn.repaired[0], sn.repaired[1], sn.repaired[2] = s.node.Repaired()
+	sn.peerSyncs = s.node.PeerSyncs()
+	sn.started = s.started
 	if s.members != nil {
 		sn.clustered, sn.members = true, s.members()
 	}
@@ -282,6 +294,8 @@ type nodeCollector struct {
 	storeUp, messages, bodyBytes, shards, shardBytes, diskBytes, freeDisk *prometheus.Desc
 	under, underBytes, underAge, corrupt, pushQueued, pushDropped         *prometheus.Desc
 	members, memberUp                                                     *prometheus.Desc
+	repairQueue, repairedShards, repairedBytes, repairFailures            *prometheus.Desc
+	syncLast, syncDiffs, syncBytes, syncRounds                            *prometheus.Desc
 	problems                                                              *prometheus.Desc
 	health                                                                func(snapshot) []string
 }
@@ -292,30 +306,39 @@ func newNodeCollector(src func() (*sources, bool), clock lazaret.Clock, constLab
 	}
 	return &nodeCollector{
 		src: src, clock: clock, health: health,
-		info:        prometheus.NewDesc("lazaret_node_info", "Always 1; labels name this node's number, name and software version.", nil, constLabels),
-		storeUp:     d("lazaret_store_up", "1 if the local store answers reads, else 0."),
-		messages:    d("lazaret_store_messages", "Live (not deleted) messages whose metadata this node holds."),
-		bodyBytes:   d("lazaret_store_message_bytes", "Body bytes of the live messages whose metadata this node holds."),
-		shards:      d("lazaret_store_shards", "Shards stored on this node."),
-		shardBytes:  d("lazaret_store_shard_bytes", "Bytes of the shards stored on this node."),
-		diskBytes:   d("lazaret_store_disk_bytes", "Disk space used by the store's files."),
-		freeDisk:    d("lazaret_store_disk_free_bytes", "Free space, for an unprivileged user, on the file system of the data directory."),
-		under:       d("lazaret_under_protected_messages", "Messages taken in by this node that are stored with fewer shards than their code wants."),
-		underBytes:  d("lazaret_under_protected_bytes", "Body bytes of the under-protected messages."),
-		underAge:    d("lazaret_under_protected_oldest_age_seconds", "Age of the oldest under-protected message; 0 if there is none."),
-		corrupt:     d("lazaret_corrupt_shards_total", "Shards that failed their checksum when this node read them, since it started."),
-		pushQueued:  d("lazaret_metadata_push_queue_length", "Metadata changes waiting to be pushed to the other members."),
-		pushDropped: d("lazaret_metadata_push_dropped_total", "Metadata pushes dropped because the queue was full (left to anti-entropy)."),
-		members:     d("lazaret_cluster_members", "Cluster members by state, as this node's gossip sees them.", "state"),
-		memberUp:    d("lazaret_cluster_member_up", "1 if the member is alive, as this node's gossip sees it, else 0.", "peer"),
-		problems:    d("lazaret_health_problems", "Problems GET /health reports; 0 means healthy (200)."),
+		info:           prometheus.NewDesc("lazaret_node_info", "Always 1; labels name this node's number, name and software version.", nil, constLabels),
+		storeUp:        d("lazaret_store_up", "1 if the local store answers reads, else 0."),
+		messages:       d("lazaret_store_messages", "Live (not deleted) messages whose metadata this node holds."),
+		bodyBytes:      d("lazaret_store_message_bytes", "Body bytes of the live messages whose metadata this node holds."),
+		shards:         d("lazaret_store_shards", "Shards stored on this node."),
+		shardBytes:     d("lazaret_store_shard_bytes", "Bytes of the shards stored on this node."),
+		diskBytes:      d("lazaret_store_disk_bytes", "Disk space used by the store's files."),
+		freeDisk:       d("lazaret_store_disk_free_bytes", "Free space, for an unprivileged user, on the file system of the data directory."),
+		under:          d("lazaret_under_protected_messages", "Messages taken in by this node that are stored with fewer shards than their code wants."),
+		underBytes:     d("lazaret_under_protected_bytes", "Body bytes of the under-protected messages."),
+		underAge:       d("lazaret_under_protected_oldest_age_seconds", "Age of the oldest under-protected message; 0 if there is none."),
+		corrupt:        d("lazaret_corrupt_shards_total", "Shards that failed their checksum when this node read them, since it started."),
+		pushQueued:     d("lazaret_metadata_push_queue_length", "Metadata changes waiting to be pushed to the other members."),
+		pushDropped:    d("lazaret_metadata_push_dropped_total", "Metadata pushes dropped because the queue was full (left to anti-entropy)."),
+		members:        d("lazaret_cluster_members", "Cluster members by state, as this node's gossip sees them.", "state"),
+		memberUp:       d("lazaret_cluster_member_up", "1 if the member is alive, as this node's gossip sees it, else 0.", "peer"),
+		repairQueue:    d("lazaret_repair_queue_length", "Messages waiting for a repair check, being checked, or waiting for a retry."),
+		repairedShards: d("lazaret_repaired_shards_total", "Shards repair rebuilt and stored on this node since it started."),
+		repairedBytes:  d("lazaret_repaired_bytes_total", "Bytes of the shards repair rebuilt since start."),
+		repairFailures: d("lazaret_repair_failures_total", "Repair checks that failed (each is retried) since start."),
+		syncLast:       d("lazaret_reconcile_last_success_timestamp_seconds", "When the last successful metadata reconciliation with the peer ended (Unix time).", "peer"),
+		syncDiffs:      d("lazaret_reconcile_last_differences", "Records that differed in the last successful reconciliation with the peer.", "peer"),
+		syncBytes:      d("lazaret_reconcile_last_bytes", "Bytes the last successful reconciliation with the peer exchanged, records included.", "peer"),
+		syncRounds:     d("lazaret_reconcile_sessions_total", "Successful reconciliation sessions with the peer since start.", "peer"),
+		problems:       d("lazaret_health_problems", "Problems GET /health reports; 0 means healthy (200)."),
 	}
 }
 
 // Describe sends every descriptor.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.storeUp, c.messages, c.bodyBytes, c.shards, c.shardBytes, c.diskBytes, c.freeDisk,
-		c.under, c.underBytes, c.underAge, c.corrupt, c.pushQueued, c.pushDropped, c.members, c.memberUp, c.problems} {
+		c.under, c.underBytes, c.underAge, c.corrupt, c.pushQueued, c.pushDropped, c.members, c.memberUp, c.problems,
+		c.repairQueue, c.repairedShards, c.repairedBytes, c.repairFailures, c.syncLast, c.syncDiffs, c.syncBytes, c.syncRounds} {
 		ch <- d
 	}
 }
@@ -325,8 +348,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	gauge(c.info, 1)
 	src, ok := c.src()
@@ -371,6 +394,20 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for st, n := range byState {
 			gauge(c.members, float64(n), st)
+		}
+		gauge(c.repairQueue, float64(sn.repairQueue))
+		counter(c.repairedShards, float64(sn.repaired[0]))
+		counter(c.repairedBytes, float64(sn.repaired[1]))
+		counter(c.repairFailures, float64(sn.repaired[2]))
+		for _, p := range sn.peerSyncs {
+			peer := strconv.Itoa(p.Node)
+			counter(c.syncRounds, float64(p.Rounds), peer)
+			if p.LastSuccess.IsZero() {
+				continue
+			}
+			gauge(c.syncLast, float64(p.LastSuccess.UnixNano())/1e9, peer)
+			gauge(c.syncDiffs, float64(p.Differences), peer)
+			gauge(c.syncBytes, float64(p.Bytes), peer)
 		}
 	}
 	gauge(c.problems, float64(len(c.health(sn))))

@@ -40,6 +40,7 @@ func (m *Main) commands() map[string]command {
 		"init":        {"create a cluster: CA, gossip key, join token, this node's certificate and config", (*Main).initCluster},
 		"join":        {"join this node to a running cluster with a join token", (*Main).joinCluster},
 		"token":       {"rotate the cluster's join token (token rotate)", (*Main).token},
+		"node":        {"retire a dead node for good; its shards are rebuilt elsewhere (node remove N)", (*Main).node},
 		"dev":         {"run an N-node cluster on this host, one process per node", (*Main).dev},
 		"index":       {"PostgreSQL index: migrate, rebuild", (*Main).index},
 		"put":         {"quarantine a message from a file or stdin; prints its id", (*Main).put},

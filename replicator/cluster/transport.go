@@ -78,6 +78,9 @@ type DataPathServer interface {
 	DeleteShards(context.Context, *lazaretpb.DeleteShardsRequest) (*lazaretpb.DeleteShardsResponse, error)
 	PushMeta(context.Context, *lazaretpb.PushMetaRequest) (*lazaretpb.PushMetaResponse, error)
 	NodeStatus(context.Context, *lazaretpb.NodeStatusRequest) (*lazaretpb.NodeStatusResponse, error)
+	// Anti-entropy (replicator/antientropy.go).
+	Reconcile(grpc.BidiStreamingServer[lazaretpb.ReconcileFrame, lazaretpb.ReconcileFrame]) error
+	RemoveNode(context.Context, *lazaretpb.RemoveNodeRequest) (*lazaretpb.RemoveNodeResponse, error)
 }
 
 // peerService composes the peer API from the data path and the Join
