@@ -25,7 +25,7 @@ import (
 //     released < deleted; deleted is final), then the higher Version (hybrid
 //     logical clock), then, for equal Versions that differ (a bug or
 //     corruption), the larger canonical JSON encoding. Every field except
-//     History and LearnedAs is the winner's, Version included.
+//     History, LearnedAs and Placement is the winner's, Version included.
 //  2. History is the union of both histories: events are the same event
 //     when their time, node, action, actor, detail and request id are
 //     equal; the union is sorted by those fields in that order (times in
@@ -35,6 +35,10 @@ import (
 //     history (its Detail starts with "spam" or "ham"), else the winner's.
 //     Two nodes learning at once both keep their event; the later one sets
 //     LearnedAs.
+//  4. Placement is the one with the higher Placement.Version (ties: the
+//     larger canonical JSON), whichever record wins rule 1: where the shards
+//     are is changed only by repair, independently of what users do to the
+//     message, and an older placement may name shards that no longer exist.
 func Merge(a, b *Metadata) *Metadata {
 	switch {
 	case a == nil:
@@ -48,13 +52,41 @@ func Merge(a, b *Metadata) *Metadata {
 	}
 	hist := mergeHistory(a.History, b.History)
 	learned := learnedFrom(hist, w.LearnedAs)
-	if learned == w.LearnedAs && slices.EqualFunc(hist, w.History, sameEvent) && isCanonicalHistory(w.History) {
+	pl := a
+	if placementWins(b.Placement, a.Placement) {
+		pl = b
+	}
+	if learned == w.LearnedAs && slices.EqualFunc(hist, w.History, sameEvent) && isCanonicalHistory(w.History) &&
+		(pl == w || samePlacement(pl.Placement, w.Placement)) {
 		return w
 	}
 	m := w.Clone()
 	m.History = hist
 	m.LearnedAs = learned
+	m.Placement = pl.Clone().Placement
 	return m
+}
+
+// placementWins reports whether placement a wins over b by rule 4 of Merge.
+func placementWins(a, b Placement) bool {
+	if c := a.Version.Compare(b.Version); c != 0 {
+		return c > 0
+	}
+	return bytes.Compare(placementKey(a), placementKey(b)) > 0
+}
+
+func samePlacement(a, b Placement) bool { return bytes.Equal(placementKey(a), placementKey(b)) }
+
+// placementKey is the canonical JSON encoding of a placement.
+func placementKey(p Placement) []byte {
+	if len(p.Shards) == 0 {
+		p.Shards = nil
+	}
+	j, err := json.Marshal(p)
+	if err != nil {
+		return nil
+	}
+	return j
 }
 
 // mergeWins reports whether a wins over b by rule 1 of Merge.
@@ -71,7 +103,7 @@ func mergeWins(a, b *Metadata) bool {
 // mergeKey is the JSON encoding of m without the fields Merge combines.
 func mergeKey(m *Metadata) []byte {
 	c := *m
-	c.History, c.LearnedAs = nil, LearnNone
+	c.History, c.LearnedAs, c.Placement = nil, LearnNone, Placement{}
 	c.Received, c.Date = c.Received.UTC(), c.Date.UTC()
 	j, err := json.Marshal(&c)
 	if err != nil {

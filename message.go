@@ -165,6 +165,12 @@ type Placement struct {
 	// UnderProtected is set when fewer than K+M shards were stored on
 	// distinct nodes (too few nodes answered); repair clears it.
 	UnderProtected bool `json:"under_protected,omitempty"`
+	// Version orders changes of the placement itself (repair moving or
+	// adding shards). Merge takes the newest placement whichever record wins
+	// otherwise, so a learn or release made elsewhere at the same time can
+	// never bring back a placement whose shards are gone. Zero for the
+	// placement a message was stored with.
+	Version Version `json:"version,omitzero"`
 }
 
 // ShardLoc is where one shard of a body lives.

@@ -37,14 +37,13 @@ type ClusterConfig struct {
 	// PeerTimeout bounds one shard transfer or metadata push to a peer; a
 	// peer that does not answer in time counts as failed for that request.
 	PeerTimeout time.Duration
-	// StragglerGrace bounds how long one node can hold up a put (see "Write
-	// guarantees" in cluster_put.go): a shard stream that makes no progress
-	// for this long while the body is sent is given up; once the body is
-	// sent, the put waits at most this long for the shard acknowledgements
-	// (acknowledging with the write quorum, shards still running finish in
-	// the background) and, after the commit, at most this long for the
-	// shard holders to take the message's metadata. 0 means
-	// DefaultStragglerGrace.
+	// StragglerGrace bounds how long one slow or hung node can hold up a
+	// put (see "Write guarantees" in cluster_put.go): a shard stream that
+	// takes no data for this long while the others keep up is given up;
+	// once the write quorum is stored, the put waits at most this long for
+	// the other shards (still running, they finish in the background) and,
+	// after the commit, at most this long for the shard holders to take the
+	// message's metadata. 0 means DefaultStragglerGrace.
 	StragglerGrace time.Duration
 	// SpoolDir is where a put keeps the part of a body beyond its first MiB
 	// while it is sent, in an unlinked temporary file that is never

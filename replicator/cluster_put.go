@@ -34,15 +34,19 @@ import (
 //     1+0 copy; for a replicated body whose copy this node holds, the
 //     copies that were stored, 1+m). Strict mode refuses instead with
 //     lazaret.ErrUnavailable, a temporary error, and nothing is kept.
-//   - It is never refused because of a slow or hung node: one node can
-//     delay the acknowledgement by about StragglerGrace at each of three
-//     points (while the body is sent, waiting for shard acknowledgements,
-//     pushing the metadata), never by PeerTimeout.
+//   - A slow or hung node does not hold it up for PeerTimeout: a shard
+//     stream that takes no data for StragglerGrace while the others keep up
+//     is given up (while the body is sent), the put waits at most
+//     StragglerGrace for the other shards once the write quorum is stored,
+//     and at most StragglerGrace for the metadata pushes. Only a put whose
+//     quorum needs the hung node's shard (other nodes having failed) waits
+//     for it, up to PeerTimeout, before it falls back to the whole copy.
 //
 // Shard writes that did not answer within the grace period go on in the
-// background: one that succeeds is added to the placement (a new metadata
-// version, pushed to every member), one that fails leaves the message
-// under-protected for repair. Every other member gets the metadata from
+// background, under the node's lifetime rather than the request's: one
+// that succeeds is added to the placement (a new metadata version, pushed
+// to every member), one that fails leaves the message under-protected for
+// repair. Every other member gets the metadata from
 // the asynchronous push (push.go), and anti-entropy catches up what that
 // misses.
 //
@@ -75,8 +79,9 @@ import (
 //     own shardRunner (the local one into an objstore ShardWriter, the
 //     others over PutShard, where the receiver fsyncs before answering),
 //     and the body to a spool (see Write guarantees).
-//  4. Wait for the shard acknowledgements, at most StragglerGrace (but
-//     always for this node's own shard).
+//  4. Wait for the shard acknowledgements: once the write quorum is
+//     stored, at most StragglerGrace more (but always for this node's own
+//     shard).
 //  5. With the write quorum stored, commit the metadata with the placement
 //     (and the local shard, in the same fsync); fewer than k+m shards
 //     stored marks the message under-protected. Without it, store the
@@ -156,9 +161,12 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 	if err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
+	// A runner lags when at least quorum-1 others wait for data: the put
+	// can go on without it.
+	behind := func(r *shardRunner) bool { return p.caughtUp(r) >= max(quorum-1, 1) }
 	size, err := encodeStripes(enc, code, chunk, src, func(pieces [][]byte) error {
 		for i, r := range p.runners {
-			if err := r.feed(ctx, grace, pieces[i]); err != nil {
+			if err := r.feed(ctx, grace, behind, pieces[i]); err != nil {
 				return err
 			}
 		}

@@ -41,8 +41,8 @@ type shardRunner struct {
 	progress  atomic.Int64 // Unix nanoseconds of the last piece written
 	abandoned atomic.Bool
 
-	mu       sync.Mutex
-	whyAband error
+	mu  sync.Mutex
+	why error
 
 	// Set by the put before it closes q.
 	eof  bool
@@ -143,15 +143,15 @@ func (r *shardRunner) reason(err error) error {
 func (r *shardRunner) abandonReason() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.whyAband
+	return r.why
 }
 
 // abandon stops the runner: its transfer is cancelled and it reports why.
 // It does nothing to a runner that has already ended.
 func (r *shardRunner) abandon(why error) {
 	r.mu.Lock()
-	if r.whyAband == nil {
-		r.whyAband = why
+	if r.why == nil {
+		r.why = why
 	}
 	r.mu.Unlock()
 	r.abandoned.Store(true)
@@ -159,10 +159,11 @@ func (r *shardRunner) abandon(why error) {
 }
 
 // feed queues a copy of piece. If every buffer is taken it waits for one,
-// but not for a runner that has made no progress for grace: that one is
-// abandoned. It fails only when ctx is cancelled; a runner that stopped is
-// skipped.
-func (r *shardRunner) feed(ctx context.Context, grace time.Duration, piece []byte) error {
+// but not for a straggler: a runner that has made no progress for grace
+// while enough others (behind reports whether it is so) have written all
+// they were given is abandoned. It fails only when ctx is cancelled; a
+// runner that stopped is skipped.
+func (r *shardRunner) feed(ctx context.Context, grace time.Duration, behind func(*shardRunner) bool, piece []byte) error {
 	var buf []byte
 	select {
 	case buf = <-r.free:
@@ -171,7 +172,7 @@ func (r *shardRunner) feed(ctx context.Context, grace time.Duration, piece []byt
 	default:
 		var ok bool
 		var err error
-		if buf, ok, err = r.waitBuffer(ctx, grace); !ok {
+		if buf, ok, err = r.waitBuffer(ctx, grace, behind); !ok {
 			return err
 		}
 	}
@@ -181,15 +182,20 @@ func (r *shardRunner) feed(ctx context.Context, grace time.Duration, piece []byt
 }
 
 // waitBuffer waits for a free buffer; ok is false if the runner stopped or
-// was abandoned, or ctx was cancelled (err).
-func (r *shardRunner) waitBuffer(ctx context.Context, grace time.Duration) (buf []byte, ok bool, err error) {
+// was abandoned, or ctx was cancelled (err). A runner that made no
+// progress for grace is abandoned if behind says it lags the others;
+// otherwise (everything is slow) the wait goes on, checked every grace/4.
+func (r *shardRunner) waitBuffer(ctx context.Context, grace time.Duration, behind func(*shardRunner) bool) (buf []byte, ok bool, err error) {
 	for {
-		idle := time.Since(time.Unix(0, r.progress.Load()))
-		if idle >= grace {
-			r.abandon(fmt.Errorf("%w: node %d took no data for %v: given up as a straggler", lazaret.ErrUnavailable, r.node, idle.Round(time.Millisecond)))
-			return nil, false, nil
+		wait := grace - time.Since(time.Unix(0, r.progress.Load()))
+		if wait <= 0 {
+			if behind(r) {
+				r.abandon(fmt.Errorf("%w: node %d took no data for %v while the others kept up: given up as a straggler", lazaret.ErrUnavailable, r.node, (grace - wait).Round(time.Millisecond)))
+				return nil, false, nil
+			}
+			wait = grace / 4
 		}
-		t := time.NewTimer(grace - idle)
+		t := time.NewTimer(wait)
 		select {
 		case buf = <-r.free:
 			t.Stop()
@@ -210,14 +216,4 @@ func (r *shardRunner) waitBuffer(ctx context.Context, grace time.Duration) (buf 
 func (r *shardRunner) end(eof bool, size int64) {
 	r.eof, r.size = eof, size
 	close(r.q)
-}
-
-// stored reports whether the runner has ended with its shard stored.
-func (r *shardRunner) stored() bool {
-	select {
-	case <-r.done:
-		return r.err == nil
-	default:
-		return false
-	}
 }

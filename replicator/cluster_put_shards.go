@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
@@ -58,24 +57,31 @@ func (p *shardPut) end(eof bool, size int64) {
 }
 
 // collect waits for the shard runners' results and returns how many stored
-// their shard. It returns when every runner answered, when the quorum can
-// no longer be reached, or grace after it was called (the body is sent),
-// but never before the local shard's runner answered: a put cannot do
-// without this node's disk. The runners counted are marked collected.
+// their shard. Once the write quorum is stored it waits at most grace more
+// for the others (stragglers are adopted later, see adopt); it returns
+// earlier when every runner answered or the quorum can no longer be
+// reached, but never before this node's own shard answered (a put cannot
+// do without this node's disk). Before the quorum, the runners' own bounds
+// apply (PeerTimeout, cancelled on node close). The runners counted are
+// marked collected.
 func (p *shardPut) collect(ctx context.Context, quorum int, grace time.Duration) (int, error) {
-	timer := time.NewTimer(grace)
-	defer timer.Stop()
-	expired := timer.C
 	var local *shardRunner
 	for _, r := range p.runners {
 		if r.local {
 			local = r
 		}
 	}
+	var deadline <-chan time.Time
+	expired := false
 	stored, pending := 0, len(p.runners)
 	for pending > 0 {
-		if (stored+pending < quorum || expired == nil) && (local == nil || local.collected) {
+		if (stored+pending < quorum || expired) && (local == nil || local.collected) {
 			break
+		}
+		if stored >= quorum && deadline == nil && !expired {
+			t := time.NewTimer(grace)
+			defer t.Stop()
+			deadline = t.C
 		}
 		select {
 		case r := <-p.results:
@@ -84,13 +90,29 @@ func (p *shardPut) collect(ctx context.Context, quorum int, grace time.Duration)
 			if r.err == nil {
 				stored++
 			}
-		case <-expired:
-			expired = nil
+		case <-deadline:
+			deadline, expired = nil, true
 		case <-ctx.Done():
 			return stored, ctx.Err()
 		}
 	}
 	return stored, nil
+}
+
+// caughtUp returns how many runners other than r are still writing and
+// have every piece they were given written: they wait for the put.
+func (p *shardPut) caughtUp(r *shardRunner) int {
+	n := 0
+	for _, o := range p.runners {
+		if o != r && len(o.free) == runnerBuffers && !o.abandoned.Load() {
+			select {
+			case <-o.failed:
+			default:
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // storedLocs returns the locations of the collected shards, by index.
@@ -202,6 +224,7 @@ func (n *Node) adoptLate(id lazaret.ID, code Code, chunk int, r *shardRunner) {
 			slices.SortFunc(m.Placement.Shards, func(a, b lazaret.ShardLoc) int { return a.Index - b.Index })
 			m.Placement.UnderProtected = len(m.Placement.Shards) < code.Shards()
 			m.Version = n.hlc.Now()
+			m.Placement.Version = m.Version // see lazaret.Merge rule 4
 			if err := n.store.PutMeta(ctx, m); err != nil {
 				n.log.Warn("put: recording a late shard failed; message stays under-protected", "id", id, "shard", r.index, "node", r.node, "err", err)
 			} else {
@@ -231,16 +254,4 @@ func placementNodes(m *lazaret.Metadata) map[int]bool {
 		nodes[s.Node] = true
 	}
 	return nodes
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	k, err := c.r.Read(p)
-	c.n += int64(k)
-	return k, err
 }

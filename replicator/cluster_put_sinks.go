@@ -155,6 +155,6 @@ func (s *remoteSink) abort() {
 		err = peerError(err)
 	}
 	if err != nil {
-		s.n.log.Info("put: removing a shard that is not in the placement failed; it expires as an orphan", "id", s.id, "node", s.node, "err", err)
+		s.n.log.Info("put: removing a shard that is not in the placement failed; retention removes it (as an orphan if the message has no metadata there)", "id", s.id, "node", s.node, "err", err)
 	}
 }

@@ -719,6 +719,7 @@ func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Pla
 	up.Placement.UnderProtected = !fullyPlaced(up.Placement, n.cl.isRemoved)
 	up.History = append(up.History, n.event("repair", "repair", fmt.Sprintf("shard %d from %s to node %d", index, from, n.cfg.NodeNumber)))
 	up.Version = n.hlc.Now()
+	up.Placement.Version = up.Version // see lazaret.Merge rule 4
 	if err := n.store.PutMeta(ctx, up); err != nil {
 		return &lazaret.Error{Op: "repair", ID: m.ID, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
 	}
@@ -756,7 +757,12 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	quorum := writeQuorum(cl.cfg.WriteQuorum, code)
 	targets := placeShards(m.ID, alive, code.Shards())
 	if len(targets) < quorum || len(targets) < 2 {
-		return nil // not yet: membershipChanged queues it again
+		// Not yet: a membership change queues it again, and so does a
+		// retry, in case the change came while this check ran.
+		r.mu.Lock()
+		r.later[m.ID] = n.clock.Now().Add(r.cfg.RepairRetry)
+		r.mu.Unlock()
+		return nil
 	}
 	// This node, if a target, takes shard 0: committing it replaces the
 	// whole copy (also shard 0) in the same transaction as the placement.
@@ -816,6 +822,7 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	}
 	up.History = append(up.History, n.event("repair", "protect", fmt.Sprintf("%v on nodes %s", code, strings.Join(nodes, ","))))
 	up.Version = n.hlc.Now()
+	up.Placement.Version = up.Version // see lazaret.Merge rule 4
 	var ws []*objstore.ShardWriter
 	if local != nil {
 		ws = append(ws, local)

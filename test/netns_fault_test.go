@@ -18,23 +18,21 @@ import (
 )
 
 // netnsSize draws a body size: mostly small mail (replicated whole below
-// 32 KiB), some erasure-coded, a few large enough to take a while to repair.
-func netnsSize(r *rand.Rand) int {
+// 32 KiB), some erasure-coded, and large% of 0.3-1.5 MB, which take a
+// while to repair.
+func netnsSize(r *rand.Rand, large int) int {
 	switch p := r.IntN(100); {
-	case p < 65:
-		return 2000 + r.IntN(18000)
-	case p < 90:
+	case p < large:
+		return 300000 + r.IntN(1200000)
+	case p < large+25:
 		return 40000 + r.IntN(160000)
 	default:
-		return 300000 + r.IntN(1200000)
+		return 2000 + r.IntN(18000)
 	}
 }
 
 // netnsPolicyM is the parity count of the tests' 3+2 policy.
 const netnsPolicyM = 2
-
-// configureNetns applies the settings the fault tests run with.
-func configureNetns(nd *netNode) {}
 
 // TestNetnsPartition cuts one node's link for 60 s while clients write on
 // both sides, restores it, and checks that the cluster converges by itself:
@@ -44,7 +42,7 @@ func configureNetns(nd *netNode) {}
 func TestNetnsPartition(t *testing.T) {
 	testStart := time.Now()
 	c := newNetCluster(t, 5)
-	c.bootstrap("3+2", configureNetns)
+	c.bootstrap("3+2")
 	acks := &ackLog{}
 
 	// Before the cut: messages taken in by every node.
@@ -54,7 +52,7 @@ func TestNetnsPartition(t *testing.T) {
 		nd := c.node(i%5 + 1)
 		cl := nd.client()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		m, err := acks.put(ctx, cl, nd, netnsSize(r))
+		m, err := acks.put(ctx, cl, nd, netnsSize(r, 10))
 		cancel()
 		cl.Close()
 		if err != nil {
@@ -94,14 +92,14 @@ func TestNetnsPartition(t *testing.T) {
 				default:
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				_, err := acks.put(ctx, cl, nd, netnsSize(r))
+				_, err := acks.put(ctx, cl, nd, netnsSize(r, 3))
 				cancel()
 				if err != nil {
 					fails[k].Add(1)
 					lastErr[k].Store(err.Error())
 					time.Sleep(500 * time.Millisecond)
 				} else {
-					time.Sleep(200 * time.Millisecond)
+					time.Sleep(400 * time.Millisecond)
 				}
 			}
 		}()
@@ -176,8 +174,14 @@ func TestNetnsPartition(t *testing.T) {
 		t.Logf("state at restore:\n%s", c.dump())
 	}
 
+	deleted := 0
+	for _, m := range acked {
+		if m.deleted {
+			deleted++
+		}
+	}
 	took, _ := c.waitConverged(acked, netnsPolicyM, nil, 150*time.Second)
-	t.Logf("CONVERGED %v after the link was restored (%d acknowledged messages, %d deleted during the partition)", took.Round(100*time.Millisecond), len(acked), 6)
+	t.Logf("CONVERGED %v after the link was restored (%d acknowledged messages, %d deleted during the partition)", took.Round(100*time.Millisecond), len(acked), deleted)
 
 	readStart := time.Now()
 	if err := c.readAll(acked, []int{1, 2, 3, 4, 5}); err != nil {
@@ -209,7 +213,7 @@ func TestNetnsPartition(t *testing.T) {
 func TestNetnsWipeRebuild(t *testing.T) {
 	testStart := time.Now()
 	c := newNetCluster(t, 5)
-	c.bootstrap("3+2", configureNetns)
+	c.bootstrap("3+2")
 	acks := &ackLog{}
 
 	const total = 120
@@ -224,7 +228,7 @@ func TestNetnsWipeRebuild(t *testing.T) {
 		defer cl.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		_, err = acks.put(ctx, cl, nd, netnsSize(r))
+		_, err = acks.put(ctx, cl, nd, netnsSize(r, 10))
 		return err
 	})
 	if err != nil {

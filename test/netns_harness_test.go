@@ -38,8 +38,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pelletier/go-toml/v2"
-
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/proto/rpc"
 )
@@ -210,9 +208,8 @@ func (c *netCluster) restore(k int) {
 
 // bootstrap creates the cluster with init on node 1 and join on the others
 // (policy 3+2 for five nodes), starts every node, and waits until each
-// node's status shows every member alive. configure, if not nil, edits each
-// node's lazaret.toml before its first start.
-func (c *netCluster) bootstrap(policy string, configure func(nd *netNode)) {
+// node's status shows every member alive.
+func (c *netCluster) bootstrap(policy string) {
 	t := c.t
 	t.Helper()
 	start := time.Now()
@@ -227,9 +224,6 @@ func (c *netCluster) bootstrap(policy string, configure func(nd *netNode)) {
 		if nd.k > 1 {
 			nd.mustLz(60*time.Second, "join", "--peer", first.addr+":1027", "--token", token, "--ca", ca,
 				"--dir", nd.dir, "--name", "n"+strconv.Itoa(nd.k), "--addr", nd.addr, "--gossip-profile", "local")
-		}
-		if configure != nil {
-			configure(nd)
 		}
 		nd.start()
 		st := nd.status(10 * time.Second)
@@ -312,32 +306,6 @@ func (nd *netNode) config() string  { return filepath.Join(nd.dir, "lazaret.toml
 func (nd *netNode) socket() string  { return filepath.Join(nd.dir, "lazaret.sock") }
 func (nd *netNode) dataDir() string { return filepath.Join(nd.dir, "data") }
 func (nd *netNode) logPath() string { return filepath.Join(nd.dir, "log") }
-
-// setConfig sets table.key = value in the node's lazaret.toml.
-func (nd *netNode) setConfig(table, key string, value any) {
-	t := nd.c.t
-	t.Helper()
-	b, err := os.ReadFile(nd.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := toml.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	tab, _ := m[table].(map[string]any)
-	if tab == nil {
-		tab = map[string]any{}
-		m[table] = tab
-	}
-	tab[key] = value
-	if b, err = toml.Marshal(m); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(nd.config(), b, 0o640); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // start runs `lazaret serve --config` in the node's namespace and waits for
 // its API to answer.

@@ -401,6 +401,7 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "retention\t%s\n", st.Retention)
 		fmt.Fprintf(tw, "health\t%s\n", health)
 		printIndexStatus(tw, st.Index) // index.go
+		printLag(tw, st.Lag)
 		if err := tw.Flush(); err != nil {
 			return err
 		}
@@ -455,4 +456,32 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// printLag adds the replication-lag rows: how far this node is from every
+// message being fully protected and every replica agreeing.
+func printLag(w io.Writer, l *lazaret.ReplicationLag) {
+	if l == nil {
+		return
+	}
+	oldest := "-"
+	if !l.OldestUnderProtected.IsZero() {
+		oldest = time.Since(l.OldestUnderProtected).Round(time.Second).String() + " ago"
+	}
+	fmt.Fprintf(w, "under-protected	%d messages, %d bytes, oldest %s\n", l.UnderProtected, l.UnderProtectedBytes, oldest)
+	fmt.Fprintf(w, "repair	queue %d, repaired %d shards (%d bytes), corrupt shards found %d\n", l.RepairQueue, l.Repaired, l.RepairedBytes, l.CorruptShards)
+	if len(l.RemovedNodes) > 0 {
+		fmt.Fprintf(w, "removed nodes\t%v\n", l.RemovedNodes)
+	}
+	for _, p := range l.Peers {
+		last := "never"
+		if !p.LastSuccess.IsZero() {
+			last = time.Since(p.LastSuccess).Round(time.Second).String() + " ago"
+		}
+		line := fmt.Sprintf("last %s, %d differences, %d bytes", last, p.Differences, p.Bytes)
+		if p.LastError != "" {
+			line += "; last attempt failed: " + p.LastError
+		}
+		fmt.Fprintf(w, "sync with node %d\t%s\n", p.Node, line)
+	}
 }

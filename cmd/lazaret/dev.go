@@ -108,7 +108,7 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 
 	fmt.Fprintf(m.Stdout, "\nlazaret dev: %d-node cluster running in %s\n", *nodes, abs)
 	for _, n := range running {
-		fmt.Fprintf(m.Stdout, "  node%d  pid %-7d peer %s:%d  socket %s  log %s\n", n.k, n.cmd.Process.Pid, n.addr(), DefaultPeerPort, n.socket(), filepath.Join(n.dir, "log"))
+		fmt.Fprintf(m.Stdout, "  node%d  pid %-7d peer %s:%d  socket %s  http %s  log %s\n", n.k, n.cmd.Process.Pid, n.addr(), DefaultPeerPort, n.socket(), n.httpAddr(), filepath.Join(n.dir, "log"))
 	}
 	fmt.Fprintf(m.Stdout, `
 Use it from another shell:
@@ -183,7 +183,8 @@ func (m *Main) devStart(self string, n *devNode) error {
 		return err
 	}
 	fmt.Fprintf(logf, "\n==== lazaret dev: starting node%d at %s ====\n", n.k, time.Now().Format(time.RFC3339))
-	n.cmd = exec.Command(self, "serve", "--config", n.config())
+	// Each node serves /metrics and /health on its own address.
+	n.cmd = exec.Command(self, "serve", "--config", n.config(), "--http", n.httpAddr())
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	// Own process group: a terminal's Ctrl-C reaches only dev, which stops
 	// the nodes in order; Pdeathsig stops them if dev itself is killed.
@@ -223,3 +224,6 @@ func devWait(ctx context.Context, n *devNode, timeout time.Duration) error {
 		}
 	}
 }
+
+// httpAddr is where node n serves /metrics, /health and /ready.
+func (n *devNode) httpAddr() string { return net.JoinHostPort(n.addr(), "9127") }

@@ -600,6 +600,7 @@ type Placement struct {
 	ChunkSize      int32                  `protobuf:"varint,3,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
 	Shards         []*ShardLoc            `protobuf:"bytes,4,rep,name=shards,proto3" json:"shards,omitempty"`
 	UnderProtected bool                   `protobuf:"varint,5,opt,name=under_protected,json=underProtected,proto3" json:"under_protected,omitempty"`
+	Version        *Version               `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"` // orders placement changes; see Metadata.Placement
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -667,6 +668,13 @@ func (x *Placement) GetUnderProtected() bool {
 		return x.UnderProtected
 	}
 	return false
+}
+
+func (x *Placement) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
 }
 
 type ShardLoc struct {
@@ -1696,6 +1704,7 @@ type StatusResponse struct {
 	Health           []string               `protobuf:"bytes,10,rep,name=health,proto3" json:"health,omitempty"`   // problems; empty means healthy
 	Members          []*MemberStatus        `protobuf:"bytes,20,rep,name=members,proto3" json:"members,omitempty"` // every cluster member; empty on a single node
 	Index            *IndexStatus           `protobuf:"bytes,30,opt,name=index,proto3" json:"index,omitempty"`     // feed into the shared PostgreSQL index; unset when none
+	Lag              *ReplicationLag        `protobuf:"bytes,40,opt,name=lag,proto3" json:"lag,omitempty"`         // protection and repair figures; unset on a single node
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1814,6 +1823,208 @@ func (x *StatusResponse) GetIndex() *IndexStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetLag() *ReplicationLag {
+	if x != nil {
+		return x.Lag
+	}
+	return nil
+}
+
+// ReplicationLag is how far this node is from every message being fully
+// protected and every replica agreeing.
+type ReplicationLag struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	UnderProtected       int64                  `protobuf:"varint,1,opt,name=under_protected,json=underProtected,proto3" json:"under_protected,omitempty"` // messages this node took in with fewer shards than their code wants
+	UnderProtectedBytes  int64                  `protobuf:"varint,2,opt,name=under_protected_bytes,json=underProtectedBytes,proto3" json:"under_protected_bytes,omitempty"`
+	OldestUnderProtected *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=oldest_under_protected,json=oldestUnderProtected,proto3" json:"oldest_under_protected,omitempty"`
+	RepairQueue          int64                  `protobuf:"varint,4,opt,name=repair_queue,json=repairQueue,proto3" json:"repair_queue,omitempty"` // messages waiting for a repair check
+	Repaired             int64                  `protobuf:"varint,5,opt,name=repaired,proto3" json:"repaired,omitempty"`                          // shards repair wrote since start
+	RepairedBytes        int64                  `protobuf:"varint,6,opt,name=repaired_bytes,json=repairedBytes,proto3" json:"repaired_bytes,omitempty"`
+	CorruptShards        int64                  `protobuf:"varint,7,opt,name=corrupt_shards,json=corruptShards,proto3" json:"corrupt_shards,omitempty"`     // shards that failed a checksum since start
+	RemovedNodes         []int32                `protobuf:"varint,8,rep,packed,name=removed_nodes,json=removedNodes,proto3" json:"removed_nodes,omitempty"` // retired by 'lazaret node remove'
+	Peers                []*PeerSyncStatus      `protobuf:"bytes,9,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ReplicationLag) Reset() {
+	*x = ReplicationLag{}
+	mi := &file_lazaret_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicationLag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicationLag) ProtoMessage() {}
+
+func (x *ReplicationLag) ProtoReflect() protoreflect.Message {
+	mi := &file_lazaret_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicationLag.ProtoReflect.Descriptor instead.
+func (*ReplicationLag) Descriptor() ([]byte, []int) {
+	return file_lazaret_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReplicationLag) GetUnderProtected() int64 {
+	if x != nil {
+		return x.UnderProtected
+	}
+	return 0
+}
+
+func (x *ReplicationLag) GetUnderProtectedBytes() int64 {
+	if x != nil {
+		return x.UnderProtectedBytes
+	}
+	return 0
+}
+
+func (x *ReplicationLag) GetOldestUnderProtected() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestUnderProtected
+	}
+	return nil
+}
+
+func (x *ReplicationLag) GetRepairQueue() int64 {
+	if x != nil {
+		return x.RepairQueue
+	}
+	return 0
+}
+
+func (x *ReplicationLag) GetRepaired() int64 {
+	if x != nil {
+		return x.Repaired
+	}
+	return 0
+}
+
+func (x *ReplicationLag) GetRepairedBytes() int64 {
+	if x != nil {
+		return x.RepairedBytes
+	}
+	return 0
+}
+
+func (x *ReplicationLag) GetCorruptShards() int64 {
+	if x != nil {
+		return x.CorruptShards
+	}
+	return 0
+}
+
+func (x *ReplicationLag) GetRemovedNodes() []int32 {
+	if x != nil {
+		return x.RemovedNodes
+	}
+	return nil
+}
+
+func (x *ReplicationLag) GetPeers() []*PeerSyncStatus {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// PeerSyncStatus is the last metadata reconciliation with one peer.
+type PeerSyncStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          int32                  `protobuf:"varint,1,opt,name=node,proto3" json:"node,omitempty"`
+	LastSuccess   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_success,json=lastSuccess,proto3" json:"last_success,omitempty"`
+	Differences   int64                  `protobuf:"varint,3,opt,name=differences,proto3" json:"differences,omitempty"`
+	Bytes         int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	LastAttempt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_attempt,json=lastAttempt,proto3" json:"last_attempt,omitempty"`
+	LastError     string                 `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerSyncStatus) Reset() {
+	*x = PeerSyncStatus{}
+	mi := &file_lazaret_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerSyncStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerSyncStatus) ProtoMessage() {}
+
+func (x *PeerSyncStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_lazaret_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerSyncStatus.ProtoReflect.Descriptor instead.
+func (*PeerSyncStatus) Descriptor() ([]byte, []int) {
+	return file_lazaret_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PeerSyncStatus) GetNode() int32 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *PeerSyncStatus) GetLastSuccess() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccess
+	}
+	return nil
+}
+
+func (x *PeerSyncStatus) GetDifferences() int64 {
+	if x != nil {
+		return x.Differences
+	}
+	return 0
+}
+
+func (x *PeerSyncStatus) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *PeerSyncStatus) GetLastAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAttempt
+	}
+	return nil
+}
+
+func (x *PeerSyncStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 // IndexStatus is how far a node's feed into the PostgreSQL index is behind.
 type IndexStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1831,7 +2042,7 @@ type IndexStatus struct {
 
 func (x *IndexStatus) Reset() {
 	*x = IndexStatus{}
-	mi := &file_lazaret_proto_msgTypes[21]
+	mi := &file_lazaret_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +2054,7 @@ func (x *IndexStatus) String() string {
 func (*IndexStatus) ProtoMessage() {}
 
 func (x *IndexStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[21]
+	mi := &file_lazaret_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +2067,7 @@ func (x *IndexStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IndexStatus.ProtoReflect.Descriptor instead.
 func (*IndexStatus) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{21}
+	return file_lazaret_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IndexStatus) GetBackend() string {
@@ -1940,7 +2151,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_lazaret_proto_msgTypes[22]
+	mi := &file_lazaret_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2163,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_lazaret_proto_msgTypes[22]
+	mi := &file_lazaret_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2176,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_lazaret_proto_rawDescGZIP(), []int{22}
+	return file_lazaret_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MemberStatus) GetNode() int32 {
@@ -2127,14 +2338,15 @@ const file_lazaret_proto_rawDesc = "" +
 	"learned_as\x18\x11 \x01(\x0e2\x15.lazaret.v1.LearnKindR\tlearnedAs\x12+\n" +
 	"\ahistory\x18\x12 \x03(\v2\x11.lazaret.v1.EventR\ahistory\x12-\n" +
 	"\aversion\x18\x13 \x01(\v2\x13.lazaret.v1.VersionR\aversion\x123\n" +
-	"\tplacement\x18\x14 \x01(\v2\x15.lazaret.v1.PlacementR\tplacement\"\x9d\x01\n" +
+	"\tplacement\x18\x14 \x01(\v2\x15.lazaret.v1.PlacementR\tplacement\"\xcc\x01\n" +
 	"\tPlacement\x12\f\n" +
 	"\x01k\x18\x01 \x01(\x05R\x01k\x12\f\n" +
 	"\x01m\x18\x02 \x01(\x05R\x01m\x12\x1d\n" +
 	"\n" +
 	"chunk_size\x18\x03 \x01(\x05R\tchunkSize\x12,\n" +
 	"\x06shards\x18\x04 \x03(\v2\x14.lazaret.v1.ShardLocR\x06shards\x12'\n" +
-	"\x0funder_protected\x18\x05 \x01(\bR\x0eunderProtected\"`\n" +
+	"\x0funder_protected\x18\x05 \x01(\bR\x0eunderProtected\x12-\n" +
+	"\aversion\x18\x06 \x01(\v2\x13.lazaret.v1.VersionR\aversion\"`\n" +
 	"\bShardLoc\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\x05R\x04node\x12\x12\n" +
@@ -2218,7 +2430,7 @@ const file_lazaret_proto_rawDesc = "" +
 	"\x11AllocateIDRequest\"$\n" +
 	"\x12AllocateIDResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x0f\n" +
-	"\rStatusRequest\"\x9c\x03\n" +
+	"\rStatusRequest\"\xca\x03\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\x05R\x04node\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -2233,7 +2445,26 @@ const file_lazaret_proto_rawDesc = "" +
 	"\x06health\x18\n" +
 	" \x03(\tR\x06health\x122\n" +
 	"\amembers\x18\x14 \x03(\v2\x18.lazaret.v1.MemberStatusR\amembers\x12-\n" +
-	"\x05index\x18\x1e \x01(\v2\x17.lazaret.v1.IndexStatusR\x05index\"\x91\x02\n" +
+	"\x05index\x18\x1e \x01(\v2\x17.lazaret.v1.IndexStatusR\x05index\x12,\n" +
+	"\x03lag\x18( \x01(\v2\x1a.lazaret.v1.ReplicationLagR\x03lag\"\xa3\x03\n" +
+	"\x0eReplicationLag\x12'\n" +
+	"\x0funder_protected\x18\x01 \x01(\x03R\x0eunderProtected\x122\n" +
+	"\x15under_protected_bytes\x18\x02 \x01(\x03R\x13underProtectedBytes\x12P\n" +
+	"\x16oldest_under_protected\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x14oldestUnderProtected\x12!\n" +
+	"\frepair_queue\x18\x04 \x01(\x03R\vrepairQueue\x12\x1a\n" +
+	"\brepaired\x18\x05 \x01(\x03R\brepaired\x12%\n" +
+	"\x0erepaired_bytes\x18\x06 \x01(\x03R\rrepairedBytes\x12%\n" +
+	"\x0ecorrupt_shards\x18\a \x01(\x03R\rcorruptShards\x12#\n" +
+	"\rremoved_nodes\x18\b \x03(\x05R\fremovedNodes\x120\n" +
+	"\x05peers\x18\t \x03(\v2\x1a.lazaret.v1.PeerSyncStatusR\x05peers\"\xf9\x01\n" +
+	"\x0ePeerSyncStatus\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\x05R\x04node\x12=\n" +
+	"\flast_success\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vlastSuccess\x12 \n" +
+	"\vdifferences\x18\x03 \x01(\x03R\vdifferences\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\x12=\n" +
+	"\flast_attempt\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vlastAttempt\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\"\x91\x02\n" +
 	"\vIndexStatus\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x1c\n" +
 	"\treachable\x18\x02 \x01(\bR\treachable\x12\x18\n" +
@@ -2305,7 +2536,7 @@ func file_lazaret_proto_rawDescGZIP() []byte {
 }
 
 var file_lazaret_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_lazaret_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_lazaret_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_lazaret_proto_goTypes = []any{
 	(VerdictKind)(0),              // 0: lazaret.v1.VerdictKind
 	(State)(0),                    // 1: lazaret.v1.State
@@ -2331,15 +2562,17 @@ var file_lazaret_proto_goTypes = []any{
 	(*AllocateIDResponse)(nil),    // 21: lazaret.v1.AllocateIDResponse
 	(*StatusRequest)(nil),         // 22: lazaret.v1.StatusRequest
 	(*StatusResponse)(nil),        // 23: lazaret.v1.StatusResponse
-	(*IndexStatus)(nil),           // 24: lazaret.v1.IndexStatus
-	(*MemberStatus)(nil),          // 25: lazaret.v1.MemberStatus
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*ReplicationLag)(nil),        // 24: lazaret.v1.ReplicationLag
+	(*PeerSyncStatus)(nil),        // 25: lazaret.v1.PeerSyncStatus
+	(*IndexStatus)(nil),           // 26: lazaret.v1.IndexStatus
+	(*MemberStatus)(nil),          // 27: lazaret.v1.MemberStatus
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_lazaret_proto_depIdxs = []int32{
 	0,  // 0: lazaret.v1.Verdict.kind:type_name -> lazaret.v1.VerdictKind
-	26, // 1: lazaret.v1.Event.time:type_name -> google.protobuf.Timestamp
-	26, // 2: lazaret.v1.Message.received:type_name -> google.protobuf.Timestamp
-	26, // 3: lazaret.v1.Message.date:type_name -> google.protobuf.Timestamp
+	28, // 1: lazaret.v1.Event.time:type_name -> google.protobuf.Timestamp
+	28, // 2: lazaret.v1.Message.received:type_name -> google.protobuf.Timestamp
+	28, // 3: lazaret.v1.Message.date:type_name -> google.protobuf.Timestamp
 	3,  // 4: lazaret.v1.Message.verdict:type_name -> lazaret.v1.Verdict
 	1,  // 5: lazaret.v1.Message.state:type_name -> lazaret.v1.State
 	2,  // 6: lazaret.v1.Message.learned_as:type_name -> lazaret.v1.LearnKind
@@ -2347,46 +2580,52 @@ var file_lazaret_proto_depIdxs = []int32{
 	5,  // 8: lazaret.v1.Message.version:type_name -> lazaret.v1.Version
 	7,  // 9: lazaret.v1.Message.placement:type_name -> lazaret.v1.Placement
 	8,  // 10: lazaret.v1.Placement.shards:type_name -> lazaret.v1.ShardLoc
-	3,  // 11: lazaret.v1.PutMeta.verdict:type_name -> lazaret.v1.Verdict
-	26, // 12: lazaret.v1.PutMeta.date:type_name -> google.protobuf.Timestamp
-	26, // 13: lazaret.v1.PutMeta.received:type_name -> google.protobuf.Timestamp
-	9,  // 14: lazaret.v1.PutRequest.meta:type_name -> lazaret.v1.PutMeta
-	6,  // 15: lazaret.v1.PutResponse.message:type_name -> lazaret.v1.Message
-	6,  // 16: lazaret.v1.GetResponse.meta:type_name -> lazaret.v1.Message
-	26, // 17: lazaret.v1.ListRequest.since:type_name -> google.protobuf.Timestamp
-	26, // 18: lazaret.v1.ListRequest.until:type_name -> google.protobuf.Timestamp
-	0,  // 19: lazaret.v1.ListRequest.verdicts:type_name -> lazaret.v1.VerdictKind
-	1,  // 20: lazaret.v1.ListRequest.states:type_name -> lazaret.v1.State
-	6,  // 21: lazaret.v1.ListResponse.messages:type_name -> lazaret.v1.Message
-	2,  // 22: lazaret.v1.LearnRequest.kind:type_name -> lazaret.v1.LearnKind
-	26, // 23: lazaret.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
-	25, // 24: lazaret.v1.StatusResponse.members:type_name -> lazaret.v1.MemberStatus
-	24, // 25: lazaret.v1.StatusResponse.index:type_name -> lazaret.v1.IndexStatus
-	26, // 26: lazaret.v1.IndexStatus.last_flush:type_name -> google.protobuf.Timestamp
-	26, // 27: lazaret.v1.MemberStatus.oldest_under_protected:type_name -> google.protobuf.Timestamp
-	10, // 28: lazaret.v1.Quarantine.Put:input_type -> lazaret.v1.PutRequest
-	12, // 29: lazaret.v1.Quarantine.Get:input_type -> lazaret.v1.GetRequest
-	14, // 30: lazaret.v1.Quarantine.Stat:input_type -> lazaret.v1.StatRequest
-	15, // 31: lazaret.v1.Quarantine.List:input_type -> lazaret.v1.ListRequest
-	17, // 32: lazaret.v1.Quarantine.Delete:input_type -> lazaret.v1.DeleteRequest
-	18, // 33: lazaret.v1.Quarantine.Learn:input_type -> lazaret.v1.LearnRequest
-	19, // 34: lazaret.v1.Quarantine.Release:input_type -> lazaret.v1.ReleaseRequest
-	20, // 35: lazaret.v1.Quarantine.AllocateID:input_type -> lazaret.v1.AllocateIDRequest
-	22, // 36: lazaret.v1.Quarantine.Status:input_type -> lazaret.v1.StatusRequest
-	11, // 37: lazaret.v1.Quarantine.Put:output_type -> lazaret.v1.PutResponse
-	13, // 38: lazaret.v1.Quarantine.Get:output_type -> lazaret.v1.GetResponse
-	6,  // 39: lazaret.v1.Quarantine.Stat:output_type -> lazaret.v1.Message
-	16, // 40: lazaret.v1.Quarantine.List:output_type -> lazaret.v1.ListResponse
-	6,  // 41: lazaret.v1.Quarantine.Delete:output_type -> lazaret.v1.Message
-	6,  // 42: lazaret.v1.Quarantine.Learn:output_type -> lazaret.v1.Message
-	6,  // 43: lazaret.v1.Quarantine.Release:output_type -> lazaret.v1.Message
-	21, // 44: lazaret.v1.Quarantine.AllocateID:output_type -> lazaret.v1.AllocateIDResponse
-	23, // 45: lazaret.v1.Quarantine.Status:output_type -> lazaret.v1.StatusResponse
-	37, // [37:46] is the sub-list for method output_type
-	28, // [28:37] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	5,  // 11: lazaret.v1.Placement.version:type_name -> lazaret.v1.Version
+	3,  // 12: lazaret.v1.PutMeta.verdict:type_name -> lazaret.v1.Verdict
+	28, // 13: lazaret.v1.PutMeta.date:type_name -> google.protobuf.Timestamp
+	28, // 14: lazaret.v1.PutMeta.received:type_name -> google.protobuf.Timestamp
+	9,  // 15: lazaret.v1.PutRequest.meta:type_name -> lazaret.v1.PutMeta
+	6,  // 16: lazaret.v1.PutResponse.message:type_name -> lazaret.v1.Message
+	6,  // 17: lazaret.v1.GetResponse.meta:type_name -> lazaret.v1.Message
+	28, // 18: lazaret.v1.ListRequest.since:type_name -> google.protobuf.Timestamp
+	28, // 19: lazaret.v1.ListRequest.until:type_name -> google.protobuf.Timestamp
+	0,  // 20: lazaret.v1.ListRequest.verdicts:type_name -> lazaret.v1.VerdictKind
+	1,  // 21: lazaret.v1.ListRequest.states:type_name -> lazaret.v1.State
+	6,  // 22: lazaret.v1.ListResponse.messages:type_name -> lazaret.v1.Message
+	2,  // 23: lazaret.v1.LearnRequest.kind:type_name -> lazaret.v1.LearnKind
+	28, // 24: lazaret.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
+	27, // 25: lazaret.v1.StatusResponse.members:type_name -> lazaret.v1.MemberStatus
+	26, // 26: lazaret.v1.StatusResponse.index:type_name -> lazaret.v1.IndexStatus
+	24, // 27: lazaret.v1.StatusResponse.lag:type_name -> lazaret.v1.ReplicationLag
+	28, // 28: lazaret.v1.ReplicationLag.oldest_under_protected:type_name -> google.protobuf.Timestamp
+	25, // 29: lazaret.v1.ReplicationLag.peers:type_name -> lazaret.v1.PeerSyncStatus
+	28, // 30: lazaret.v1.PeerSyncStatus.last_success:type_name -> google.protobuf.Timestamp
+	28, // 31: lazaret.v1.PeerSyncStatus.last_attempt:type_name -> google.protobuf.Timestamp
+	28, // 32: lazaret.v1.IndexStatus.last_flush:type_name -> google.protobuf.Timestamp
+	28, // 33: lazaret.v1.MemberStatus.oldest_under_protected:type_name -> google.protobuf.Timestamp
+	10, // 34: lazaret.v1.Quarantine.Put:input_type -> lazaret.v1.PutRequest
+	12, // 35: lazaret.v1.Quarantine.Get:input_type -> lazaret.v1.GetRequest
+	14, // 36: lazaret.v1.Quarantine.Stat:input_type -> lazaret.v1.StatRequest
+	15, // 37: lazaret.v1.Quarantine.List:input_type -> lazaret.v1.ListRequest
+	17, // 38: lazaret.v1.Quarantine.Delete:input_type -> lazaret.v1.DeleteRequest
+	18, // 39: lazaret.v1.Quarantine.Learn:input_type -> lazaret.v1.LearnRequest
+	19, // 40: lazaret.v1.Quarantine.Release:input_type -> lazaret.v1.ReleaseRequest
+	20, // 41: lazaret.v1.Quarantine.AllocateID:input_type -> lazaret.v1.AllocateIDRequest
+	22, // 42: lazaret.v1.Quarantine.Status:input_type -> lazaret.v1.StatusRequest
+	11, // 43: lazaret.v1.Quarantine.Put:output_type -> lazaret.v1.PutResponse
+	13, // 44: lazaret.v1.Quarantine.Get:output_type -> lazaret.v1.GetResponse
+	6,  // 45: lazaret.v1.Quarantine.Stat:output_type -> lazaret.v1.Message
+	16, // 46: lazaret.v1.Quarantine.List:output_type -> lazaret.v1.ListResponse
+	6,  // 47: lazaret.v1.Quarantine.Delete:output_type -> lazaret.v1.Message
+	6,  // 48: lazaret.v1.Quarantine.Learn:output_type -> lazaret.v1.Message
+	6,  // 49: lazaret.v1.Quarantine.Release:output_type -> lazaret.v1.Message
+	21, // 50: lazaret.v1.Quarantine.AllocateID:output_type -> lazaret.v1.AllocateIDResponse
+	23, // 51: lazaret.v1.Quarantine.Status:output_type -> lazaret.v1.StatusResponse
+	43, // [43:52] is the sub-list for method output_type
+	34, // [34:43] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_lazaret_proto_init() }
@@ -2409,7 +2648,7 @@ func file_lazaret_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_lazaret_proto_rawDesc), len(file_lazaret_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

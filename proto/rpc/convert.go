@@ -204,7 +204,50 @@ func statusToPB(s *lazaret.NodeStatus) *pb.StatusResponse {
 		Health:           s.Health,
 		Members:          membersToPB(s.Members),
 		Index:            indexToPB(s.Index),
+		Lag:              lagToPB(s.Lag),
 	}
+}
+
+func lagToPB(l *lazaret.ReplicationLag) *pb.ReplicationLag {
+	if l == nil {
+		return nil
+	}
+	out := &pb.ReplicationLag{
+		UnderProtected: l.UnderProtected, UnderProtectedBytes: l.UnderProtectedBytes,
+		OldestUnderProtected: tsToPB(l.OldestUnderProtected), RepairQueue: l.RepairQueue,
+		Repaired: l.Repaired, RepairedBytes: l.RepairedBytes, CorruptShards: l.CorruptShards,
+	}
+	for _, n := range l.RemovedNodes {
+		out.RemovedNodes = append(out.RemovedNodes, int32(n))
+	}
+	for _, p := range l.Peers {
+		out.Peers = append(out.Peers, &pb.PeerSyncStatus{
+			Node: int32(p.Node), LastSuccess: tsToPB(p.LastSuccess), Differences: p.Differences,
+			Bytes: p.Bytes, LastAttempt: tsToPB(p.LastAttempt), LastError: p.LastError,
+		})
+	}
+	return out
+}
+
+func lagFromPB(p *pb.ReplicationLag) *lazaret.ReplicationLag {
+	if p == nil {
+		return nil
+	}
+	out := &lazaret.ReplicationLag{
+		UnderProtected: p.GetUnderProtected(), UnderProtectedBytes: p.GetUnderProtectedBytes(),
+		OldestUnderProtected: tsFromPB(p.GetOldestUnderProtected()), RepairQueue: p.GetRepairQueue(),
+		Repaired: p.GetRepaired(), RepairedBytes: p.GetRepairedBytes(), CorruptShards: p.GetCorruptShards(),
+	}
+	for _, n := range p.GetRemovedNodes() {
+		out.RemovedNodes = append(out.RemovedNodes, int(n))
+	}
+	for _, s := range p.GetPeers() {
+		out.Peers = append(out.Peers, lazaret.PeerSyncStatus{
+			Node: int(s.GetNode()), LastSuccess: tsFromPB(s.GetLastSuccess()), Differences: s.GetDifferences(),
+			Bytes: s.GetBytes(), LastAttempt: tsFromPB(s.GetLastAttempt()), LastError: s.GetLastError(),
+		})
+	}
+	return out
 }
 
 func membersToPB(ms []lazaret.MemberStatus) []*pb.MemberStatus {
@@ -248,11 +291,13 @@ func statusFromPB(p *pb.StatusResponse) *lazaret.NodeStatus {
 		Health:    p.GetHealth(),
 		Members:   membersFromPB(p.GetMembers()),
 		Index:     indexFromPB(p.GetIndex()),
+		Lag:       lagFromPB(p.GetLag()),
 	}
 }
 
 func placementToPB(p lazaret.Placement) *pb.Placement {
-	out := &pb.Placement{K: int32(p.K), M: int32(p.M), ChunkSize: int32(p.ChunkSize), UnderProtected: p.UnderProtected}
+	out := &pb.Placement{K: int32(p.K), M: int32(p.M), ChunkSize: int32(p.ChunkSize), UnderProtected: p.UnderProtected,
+		Version: &pb.Version{Wall: p.Version.Wall, Logical: p.Version.Logical, Node: int32(p.Version.Node)}}
 	for _, s := range p.Shards {
 		out.Shards = append(out.Shards, &pb.ShardLoc{Index: int32(s.Index), Node: int32(s.Node), Size: s.Size, Sha256: s.SHA256[:]})
 	}
@@ -261,6 +306,9 @@ func placementToPB(p lazaret.Placement) *pb.Placement {
 
 func placementFromPB(p *pb.Placement) lazaret.Placement {
 	out := lazaret.Placement{K: int(p.GetK()), M: int(p.GetM()), ChunkSize: int(p.GetChunkSize()), UnderProtected: p.GetUnderProtected()}
+	if v := p.GetVersion(); v != nil {
+		out.Version = lazaret.Version{Wall: v.Wall, Logical: v.Logical, Node: int(v.Node)}
+	}
 	for _, s := range p.GetShards() {
 		loc := lazaret.ShardLoc{Index: int(s.GetIndex()), Node: int(s.GetNode()), Size: s.GetSize()}
 		copy(loc.SHA256[:], s.GetSha256())
