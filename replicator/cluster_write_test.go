@@ -193,7 +193,7 @@ func TestClusterHungPeer(t *testing.T) {
 			t.Fatalf("put with node %d hung: %v", hung, err)
 		}
 		t.Logf("%d-byte put with a hung node acknowledged in %v", len(body), took)
-		if took > 10*grace {
+		if took > 20*grace { // generous for loaded machines; PeerTimeout is 100 times grace
 			t.Errorf("put took %v with a hung node; want about the grace period (%v), far from PeerTimeout", took, grace)
 		}
 		pl := m.Placement

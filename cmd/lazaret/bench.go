@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/replicator"
 )
 
 // The benchmark's mail-size mix, typical of a quarantine: mostly small spam,
@@ -124,6 +125,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	seed := fs.Uint64("seed", 1, "random seed for sizes and contents")
 	baseDir := fs.String("baseline-dir", "", "directory for the fsync baseline (default: beside the node's data directory)")
 	smtpAddr := fs.String("smtp", "", "also measure SMTP ingest through the node's SMTP filter at ADDR (bench_smtp.go)")
+	codeFlag := fs.String("code", "", `erasure code "k+m" the cluster uses, for the baseline's (k+m)/k bytes; default: by cluster size`)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -150,6 +152,21 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	if *baseDir == "" {
 		*baseDir = filepath.Join(filepath.Dir(st.DataDir), "bench-baseline")
 	}
+	// A cluster stores (k+m)/k times the bytes; the baseline writes as much.
+	code, err := replicator.ParsePolicy(*codeFlag)
+	if err != nil {
+		return usagef("--code: %v", err)
+	}
+	if code.K == 0 {
+		size := 0
+		for _, mem := range st.Members {
+			if mem.State != "left" {
+				size++
+			}
+		}
+		code = replicator.DefaultCode(size)
+	}
+	scale := float64(code.K+code.M) / float64(code.K)
 
 	r := rand.New(rand.NewPCG(*seed, 0))
 	bodies := make([][]byte, *count)
@@ -161,8 +178,8 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	for _, b := range bodies {
 		total += int64(len(b))
 	}
-	fmt.Fprintf(m.Stdout, "lazaret bench: %d messages (%.1f MB, mix 60%% 2-20KB / 30%% 20-200KB / 10%% 0.2-5MB), concurrency %d, node %d (%s)\n",
-		*count, float64(total)/1e6, *conc, st.Node, st.Name)
+	fmt.Fprintf(m.Stdout, "lazaret bench: %d messages (%.1f MB, mix 60%% 2-20KB / 30%% 20-200KB / 10%% 0.2-5MB), concurrency %d, node %d (%s), code %d+%d\n",
+		*count, float64(total)/1e6, *conc, st.Node, st.Name, code.K, code.M)
 
 	var results []benchResult
 	ids := make([]lazaret.ID, *count)
@@ -200,8 +217,12 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(*baseDir)
-	fsyncRes, err := runParallel("fsync'd file writes", *count, *conc, size, func(i int) error {
-		return writeSynced(filepath.Join(*baseDir, fmt.Sprintf("m%d", i)), bodies[i])
+	baseName := "fsync'd file writes"
+	if scale != 1 {
+		baseName = fmt.Sprintf("fsync'd file writes x%.2f", scale)
+	}
+	fsyncRes, err := runParallel(baseName, *count, *conc, size, func(i int) error {
+		return writeSynced(filepath.Join(*baseDir, fmt.Sprintf("m%d", i)), scaled(bodies[i], scale))
 	})
 	if err != nil {
 		return err
@@ -254,6 +275,19 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		}
 	}
 	return nil
+}
+
+// scaled returns b extended (by repeating it) to scale times its length.
+func scaled(b []byte, scale float64) []byte {
+	if scale == 1 {
+		return b
+	}
+	n := int(float64(len(b)) * scale)
+	out := make([]byte, 0, n)
+	for len(out) < n {
+		out = append(out, b[:min(len(b), n-len(out))]...)
+	}
+	return out
 }
 
 // writeSynced is the baseline: what a plain file-per-message quarantine does

@@ -221,6 +221,21 @@ func (c *Config) replicatorConfig() replicator.Config {
 	rc.LearnTimeout = time.Duration(c.Learn.Timeout)
 	rc.Version = version
 	rc.Cluster.Policy, rc.Cluster.WriteQuorum, rc.Cluster.Strict = c.Cluster.Policy, c.Cluster.WriteQuorum, c.Cluster.Strict
+	if c.Cluster.AntiEntropyInterval > 0 {
+		rc.Cluster.AntiEntropy.Interval = time.Duration(c.Cluster.AntiEntropyInterval)
+	}
+	if r := c.Cluster.RepairRate; r != nil {
+		rc.Cluster.AntiEntropy.RepairRate = int64(*r)
+		if *r == 0 {
+			rc.Cluster.AntiEntropy.RepairRate = -1 // unlimited
+		}
+	}
+	if c.Cluster.StragglerGrace > 0 {
+		rc.Cluster.StragglerGrace = time.Duration(c.Cluster.StragglerGrace)
+	}
+	if c.Cluster.SpoolDir != "" {
+		rc.Cluster.SpoolDir = c.Cluster.SpoolDir
+	}
 	if relay, err := smtpfilter.NewRelay(c.relayConfig()); err == nil { // Validate reports a bad one
 		rc.Deliverer, rc.RelayName = relay, c.Release.Relay
 	}

@@ -39,6 +39,21 @@ type ClusterConfig struct {
 	// GossipProfile is "lan" (default) or "local" (fast failure detection
 	// for nodes that all run on one host, as `lazaret dev` does).
 	GossipProfile string `toml:"gossip_profile"`
+	// AntiEntropyInterval is the longest wait between two metadata
+	// reconciliations with a random live peer (each wait is jittered
+	// between half of it and all of it); "" = the default, 10s.
+	AntiEntropyInterval Duration `toml:"anti_entropy_interval"`
+	// RepairRate caps repair traffic (shard bytes read plus written per
+	// second), so repair never starves ingest; "" = the default, 50MB;
+	// "0" = unlimited.
+	RepairRate *Size `toml:"repair_rate"`
+	// StragglerGrace is how long a put that already has its write quorum
+	// waits for the remaining shards before it is acknowledged; "" = 2s.
+	StragglerGrace Duration `toml:"straggler_grace"`
+	// SpoolDir holds a put's body while its shards are written, so that it
+	// can still be kept whole if the quorum is lost; "" = the system's
+	// temporary directory.
+	SpoolDir string `toml:"spool_dir"`
 }
 
 // Default ports.
@@ -83,6 +98,10 @@ func (c *ClusterConfig) validate() error {
 		return fmt.Errorf("cluster.dir: must not be empty")
 	case c.WriteQuorum < 0:
 		return fmt.Errorf("cluster.write_quorum = %d: must not be negative", c.WriteQuorum)
+	case c.AntiEntropyInterval < 0:
+		return fmt.Errorf("cluster.anti_entropy_interval: must not be negative")
+	case c.StragglerGrace < 0:
+		return fmt.Errorf("cluster.straggler_grace: must not be negative")
 	}
 	if _, err := replicator.ParsePolicy(c.Policy); err != nil {
 		return fmt.Errorf("cluster.policy = %q: %v", c.Policy, err)

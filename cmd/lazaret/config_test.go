@@ -151,3 +151,25 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigClusterTuning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.toml")
+	if err := os.WriteFile(path, []byte("[cluster]\nanti_entropy_interval = \"3s\"\nrepair_rate = \"0\"\nstraggler_grace = \"500ms\"\nspool_dir = \"/var/tmp\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := cfg.replicatorConfig()
+	if rc.Cluster.AntiEntropy.Interval != 3*time.Second || rc.Cluster.AntiEntropy.RepairRate != -1 ||
+		rc.Cluster.StragglerGrace != 500*time.Millisecond || rc.Cluster.SpoolDir != "/var/tmp" {
+		t.Errorf("cluster tuning not applied: %+v", rc.Cluster)
+	}
+	if err := os.WriteFile(path, []byte("[cluster]\nrepair_rate = \"fast\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "cluster.repair_rate") {
+		t.Errorf("bad repair_rate: error %v does not name cluster.repair_rate", err)
+	}
+}
