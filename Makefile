@@ -43,7 +43,7 @@ lint:
 	$(GO) vet ./...
 
 test: deps proto-check lint build
-	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -race -count=1 -timeout 13m ./...
 	$(MAKE) fuzz
 
 ## fuzz: run each fuzz target briefly.
@@ -63,6 +63,7 @@ bench-index: build
 bench: build
 	$(GO) test -run=NONE -bench=. -benchmem ./...
 	LAZARET_RECONCILE_TABLE=1 $(GO) test -count=1 -run='TestReconcileCostTable|TestMemSetIncremental' -v ./replicator/reconcile
+	LAZARET_REPAIR_TABLE=1 $(GO) test -count=1 -run=TestRepairThroughputTable -v ./replicator
 
 clean:
 	rm -rf bin $(RUNDIR)

@@ -32,17 +32,22 @@ import (
 //     placement is committed (with the local shard, which replaces the
 //     whole copy, in the same transaction) and pushed; a whole copy left on
 //     a node outside the new placement is dropped after CleanupDelay.
-//  3. fill: an index of the message's code that has no shard on a live,
+//  3. fill: an index of the message's code that has no shard on a
 //     not retired node (a shard the put could not store, or one on a node
-//     retired by `lazaret node remove`) is rebuilt by the node that
-//     rendezvous ranking picks for it: the highest-ranked alive member not
-//     holding a shard of the message yet. That node rebuilds the shard
-//     locally, commits it, and updates and pushes the placement. Each node
-//     fills only the indices it is the target of, so nodes never race to
-//     fill the same one; concurrent fills of different indices of one
-//     message may lose a placement update to lazaret.Merge, which the next
-//     check of the loser (the merged record arrives) redoes without
-//     rebuilding the shard again.
+//     retired by `lazaret node remove`) gets a target by rendezvous
+//     ranking: the alive members not holding a shard of the message yet,
+//     in rank order, one per unplaced index in ascending order. The target
+//     of the lowest unplaced index fills them all: it rebuilds its own
+//     shard locally, streams the others to their targets, and records
+//     those stored in one placement update, which it pushes. Since
+//     lazaret.Merge keeps the newer placement whole (rule 4), fills of one
+//     message by several nodes would drop each other's shards, to be
+//     filled again and dropped again for as long as the nodes' updates
+//     cross (a flapping, lossy cluster); one writer per message does not.
+//     Nodes whose membership views differ may still both fill; each
+//     writes a complete placement, so whichever wins leaves nothing to
+//     redo (the loser's shards are orphans). A shard left here by a lost
+//     update is reused rather than rebuilt.
 //
 // Deleted and expired messages are never repaired. Work is derived from
 // the metadata and the local shards (a scan at start and every
@@ -435,12 +440,26 @@ func (r *repairer) check(ctx context.Context, id lazaret.ID, verify bool) error 
 		return nil
 	}
 	_, alive, _ := n.cl.liveMembers()
-	for idx, t := range fillTargets(id, pl, alive, n.cl.isRemoved) {
-		if t.Number == self {
-			return r.fill(ctx, m, pl, idx, infos)
-		}
+	targets := fillTargets(id, pl, alive, n.cl.isRemoved)
+	if first, ok := firstTarget(targets); ok && first.Number == self {
+		return r.fill(ctx, m, pl, targets, infos)
 	}
 	return nil
+}
+
+// firstTarget returns the target of the lowest index in targets: the one
+// node that fills all of them (see fill).
+func firstTarget(targets map[int]Member) (Member, bool) {
+	lowest := -1
+	for idx := range targets {
+		if lowest < 0 || idx < lowest {
+			lowest = idx
+		}
+	}
+	if lowest < 0 {
+		return Member{}, false
+	}
+	return targets[lowest], true
 }
 
 // verifyLocalShard reads a local shard through, checking every chunk's
@@ -665,29 +684,96 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 	return size, nil
 }
 
-// fill rebuilds shard index of m on this node (or reuses it if a lost
-// placement update left it here) and records it in the placement.
-func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, index int, infos []objstore.ShardInfo) error {
+// fill rebuilds every unplaced index of m that targets names (this node
+// is the target of the lowest one): its own shard locally (or reuses it if
+// a lost placement update left it here), the others streamed to their
+// targets, and records those stored in one placement update. One node
+// writing the whole fill keeps concurrent fills of one message from
+// dropping each other's shards through lazaret.Merge rule 4 (the newer
+// placement wins whole). A target that failed is left unplaced and the
+// check is retried.
+func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, targets map[int]Member, infos []objstore.ShardInfo) error {
 	n := r.n
-	var loc lazaret.ShardLoc
-	reused := false
-	for _, in := range infos {
-		if in.Index == index && in.K == pl.K && in.M == pl.M && in.BodySize == m.Size {
-			loc = lazaret.ShardLoc{Index: index, Node: n.cfg.NodeNumber, Size: in.Size, SHA256: in.SHA256}
-			reused = true
+	self := n.cfg.NodeNumber
+	code := Code{pl.K, pl.M}
+	var locs []lazaret.ShardLoc
+	reused := map[int]bool{}
+	var ts []*repairTarget
+	skip := -1
+	for idx, t := range targets {
+		if t.Number == self {
+			skip = idx
+			for _, in := range infos {
+				if in.Index == idx && in.K == pl.K && in.M == pl.M && in.BodySize == m.Size {
+					locs = append(locs, lazaret.ShardLoc{Index: idx, Node: self, Size: in.Size, SHA256: in.SHA256})
+					reused[idx] = true
+				}
+			}
 		}
 	}
-	if !reused {
-		w, got, err := r.rebuildShard(ctx, m, pl, index)
+	// Bound the transfer, and end every shard stream when fill returns.
+	ctx, cancel := context.WithTimeout(ctx, n.cl.cfg.PeerTimeout+time.Duration(m.Size/100_000)*time.Second)
+	defer cancel()
+	for idx, t := range targets {
+		if reused[idx] {
+			continue
+		}
+		rt := &repairTarget{index: idx, node: t.Number}
+		if t.Number == self {
+			rt.sink, rt.err = n.newLocalSink(m.ID, code, idx)
+		} else {
+			rt.sink, rt.err = n.newRemoteSink(ctx, m.ID, code, idx, pl.ChunkSize, t.Number)
+		}
+		ts = append(ts, rt)
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i].index < ts[j].index })
+	committed := false
+	defer func() {
+		if !committed {
+			for _, t := range ts {
+				if t.sink != nil {
+					t.sink.abort()
+				}
+			}
+		}
+	}()
+	var failed []error
+	for _, t := range ts {
+		if t.err != nil {
+			failed = append(failed, fmt.Errorf("shard %d on node %d: %w", t.index, t.node, t.err))
+		}
+	}
+	if len(failed) < len(ts) {
+		size, err := r.transcode(ctx, m, pl, skip, code, pl.ChunkSize, ts)
 		if err != nil {
 			return err
 		}
-		if err := n.store.CommitShards(ctx, w); err != nil {
-			_ = w.Abort()
-			return err
+		stored, local := finishTargets(ts, size)
+		if local != nil {
+			if err := n.store.CommitShards(ctx, local); err != nil {
+				return err
+			}
 		}
-		loc = got
-		r.done(m.ID, got.Size)
+		committed = true
+		for _, t := range ts {
+			if t.err != nil && t.sink != nil {
+				t.sink.abort()
+				failed = append(failed, fmt.Errorf("shard %d on node %d: %w", t.index, t.node, t.err))
+			}
+		}
+		for _, l := range stored {
+			r.done(m.ID, l.Size)
+		}
+		locs = append(locs, stored...)
+	}
+	errFailed := func() error {
+		if len(failed) == 0 {
+			return nil
+		}
+		return &lazaret.Error{Op: "repair", ID: m.ID, Err: fmt.Errorf("%w: filling: %w", lazaret.ErrUnavailable, errors.Join(failed...))}
+	}
+	if len(locs) == 0 {
+		return errFailed()
 	}
 	unlock := n.lock(m.ID)
 	defer unlock()
@@ -698,34 +784,50 @@ func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Pla
 	if cur.State == lazaret.StateDeleted || cur.Placement.K != pl.K || cur.Placement.M != pl.M || cur.Placement.ChunkSize != pl.ChunkSize {
 		return nil // changed meanwhile; the change queued another check
 	}
-	shards := slices.DeleteFunc(slices.Clone(cur.Placement.Shards), func(s lazaret.ShardLoc) bool {
-		return s.Index == index
-	})
-	for _, s := range cur.Placement.Shards {
-		if s.Index == index && !n.cl.isRemoved(s.Node) {
-			return nil // filled by another node meanwhile
-		}
-	}
-	from := "unplaced"
-	for _, s := range cur.Placement.Shards {
-		if s.Index == index {
+	shards := slices.Clone(cur.Placement.Shards)
+	var details, froms []string
+	var placed []lazaret.ShardLoc
+	for _, loc := range locs {
+		from := "unplaced"
+		taken := false
+		for _, s := range shards {
+			if s.Index != loc.Index {
+				continue
+			}
+			if !n.cl.isRemoved(s.Node) {
+				taken = true // filled by another node meanwhile
+			}
 			from = fmt.Sprintf("node %d (retired)", s.Node)
 		}
+		if taken {
+			continue
+		}
+		shards = slices.DeleteFunc(shards, func(s lazaret.ShardLoc) bool { return s.Index == loc.Index })
+		shards = append(shards, loc)
+		placed = append(placed, loc)
+		froms = append(froms, from)
+		details = append(details, fmt.Sprintf("shard %d from %s to node %d", loc.Index, from, loc.Node))
 	}
-	shards = append(shards, loc)
+	if len(placed) == 0 {
+		return errFailed()
+	}
 	sort.Slice(shards, func(i, j int) bool { return shards[i].Index < shards[j].Index })
 	up := cur.Clone()
 	up.Placement.Shards = shards
 	up.Placement.UnderProtected = !fullyPlaced(up.Placement, n.cl.isRemoved)
-	up.History = append(up.History, n.event("repair", "repair", fmt.Sprintf("shard %d from %s to node %d", index, from, n.cfg.NodeNumber)))
+	for _, d := range details {
+		up.History = append(up.History, n.event("repair", "repair", d))
+	}
 	up.Version = n.hlc.Now()
 	up.Placement.Version = up.Version // see lazaret.Merge rule 4
 	if err := n.store.PutMeta(ctx, up); err != nil {
 		return &lazaret.Error{Op: "repair", ID: m.ID, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
 	}
 	n.changed(up)
-	n.log.Info("repair: placed a shard", "id", m.ID, "shard", index, "from", from, "reused", reused)
-	return nil
+	for i, loc := range placed {
+		n.log.Info("repair: placed a shard", "id", m.ID, "shard", loc.Index, "node", loc.Node, "from", froms[i], "reused", reused[loc.Index] && loc.Node == self)
+	}
+	return errFailed()
 }
 
 // fullyPlaced reports whether every index of pl's code has a shard on a
