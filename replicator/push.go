@@ -250,6 +250,7 @@ func (n *Node) mergeOne(ctx context.Context, in *lazaret.Metadata) (bool, error)
 		return false, &lazaret.Error{Op: op, Err: err}
 	}
 	n.hlc.Observe(in.Version)
+	n.hlc.Observe(in.Placement.Version) // a placement can be newer than the record carrying it (merge rule 4)
 	unlock := n.lock(in.ID)
 	defer unlock()
 	old, err := n.store.Meta(in.ID)
