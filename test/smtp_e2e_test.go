@@ -295,6 +295,12 @@ func TestSMTPReleaseFromAnotherNodeWhileOriginDown(t *testing.T) {
 	d = startDev(t, dir, 3, "127.0.0.31")
 
 	id := strings.TrimSpace(runCLIStdin(t, d.socket(1), spamMessage, "put", "--from", "spam@example.org", "--to", "victim@example.com", "--verdict", "spam"))
+	// As a user would: the message shows on node 3 (node 3 may hold no
+	// shard of it, so its metadata arrives by the asynchronous push) before
+	// anyone releases it there.
+	waitFor(t, "node 3 to list the message", 30*time.Second, func() bool {
+		return exec.Command(binary, "stat", "--socket", d.socket(3), id).Run() == nil
+	})
 	if err := syscall.Kill(d.pid(1), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
