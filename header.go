@@ -207,7 +207,7 @@ func splitHeaderFields(hdr []byte) [hdrCount][]byte {
 			continue
 		}
 		name := bytes.TrimRight(line[:colon], " \t") // "Subject :" is common enough
-		if !validHeaderName(name) {
+		if !ValidHeaderName(name) {
 			continue
 		}
 		for f, fn := range headerFieldNames {
@@ -221,9 +221,9 @@ func splitHeaderFields(hdr []byte) [hdrCount][]byte {
 	return vals
 }
 
-// validHeaderName reports whether name is an RFC 5322 field name (printable
+// ValidHeaderName reports whether name is an RFC 5322 field name (printable
 // ASCII, no space or colon). It rejects the mbox "From sender date" line.
-func validHeaderName(name []byte) bool {
+func ValidHeaderName(name []byte) bool {
 	if len(name) == 0 {
 		return false
 	}

@@ -192,26 +192,9 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
 
-	now := n.clock.Now()
-	received := req.Received
-	if received.IsZero() {
-		received = now
-	}
-	h := hdr.Header()
-	m := &lazaret.Metadata{
-		ID: id, Node: n.cfg.NodeNumber, Received: received.UTC(),
-		Sender: sender, Recipients: rcpts, ClientIP: req.ClientIP, Helo: req.Helo,
-		From: or(req.From, h.From), To: or(req.To, h.To), Subject: or(req.Subject, h.Subject),
-		Date: req.Date, MessageID: or(req.MessageID, h.MessageID),
-		Size: size, Verdict: req.Verdict,
-		State:   lazaret.StateQuarantined,
-		History: []lazaret.Event{{Time: now.UTC(), Actor: actor(req.Actor), Action: "quarantine", Node: n.cfg.NodeNumber}},
-		Version: n.hlc.Now(),
-	}
-	bodySHA.Sum(m.SHA256[:0])
-	if m.Date.IsZero() {
-		m.Date = h.Date
-	}
+	var sum [32]byte
+	bodySHA.Sum(sum[:0])
+	m := n.newMetadata(id, req, sender, rcpts, hdr.Header(), size, sum)
 
 	// Decide what to commit: the placement of the shards stored, or a
 	// whole copy on this node.

@@ -151,30 +151,37 @@ func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) 
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
 
-	now := n.clock.Now()
-	received := req.Received
-	if received.IsZero() {
-		received = now
-	}
-	h := hdr.Header()
-	m := &lazaret.Metadata{
-		ID: id, Node: n.cfg.NodeNumber, Received: received.UTC(),
-		Sender: sender, Recipients: rcpts, ClientIP: req.ClientIP, Helo: req.Helo,
-		From: or(req.From, h.From), To: or(req.To, h.To), Subject: or(req.Subject, h.Subject),
-		Date: req.Date, MessageID: or(req.MessageID, h.MessageID),
-		Size: size, SHA256: info.SHA256, Verdict: req.Verdict,
-		State:   lazaret.StateQuarantined,
-		History: []lazaret.Event{{Time: now.UTC(), Actor: actor(req.Actor), Action: "quarantine", Node: n.cfg.NodeNumber}},
-		Version: n.hlc.Now(),
-	}
-	if m.Date.IsZero() {
-		m.Date = h.Date
-	}
+	m := n.newMetadata(id, req, sender, rcpts, hdr.Header(), size, info.SHA256)
 	if err := n.store.Commit(ctx, m, w); err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
 	}
 	committed = true
 	return m, nil
+}
+
+// newMetadata is the record of a message being taken in: what the writer
+// said, header fields it left empty filled from the parsed header, and the
+// "quarantine" event. Both put paths (whole copy and cluster) use it.
+func (n *Node) newMetadata(id lazaret.ID, req lazaret.PutRequest, sender string, rcpts []string, h lazaret.HeaderInfo, size int64, sum [32]byte) *lazaret.Metadata {
+	now := n.clock.Now()
+	received := req.Received
+	if received.IsZero() {
+		received = now
+	}
+	date := req.Date
+	if date.IsZero() {
+		date = h.Date
+	}
+	return &lazaret.Metadata{
+		ID: id, Node: n.cfg.NodeNumber, Received: received.UTC(),
+		Sender: sender, Recipients: rcpts, ClientIP: req.ClientIP, Helo: req.Helo,
+		From: or(req.From, h.From), To: or(req.To, h.To), Subject: or(req.Subject, h.Subject),
+		Date: date, MessageID: or(req.MessageID, h.MessageID),
+		Size: size, SHA256: sum, Verdict: req.Verdict,
+		State:   lazaret.StateQuarantined,
+		History: []lazaret.Event{{Time: now.UTC(), Actor: actor(req.Actor), Action: "quarantine", Node: n.cfg.NodeNumber}},
+		Version: n.hlc.Now(),
+	}
 }
 
 // Open returns a message and a reader of its body.

@@ -131,7 +131,7 @@ func HeaderFields(msg []byte) []Field {
 		}
 		done()
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !validName(bytes.TrimRight(line[:colon], " \t")) {
+		if colon <= 0 || !lazaret.ValidHeaderName(bytes.TrimRight(line[:colon], " \t")) {
 			continue
 		}
 		if len(out) == maxHeaderFields {
@@ -143,18 +143,6 @@ func HeaderFields(msg []byte) []Field {
 	}
 	done()
 	return out
-}
-
-func validName(name []byte) bool {
-	if len(name) == 0 {
-		return false
-	}
-	for _, b := range name {
-		if b <= ' ' || b >= 0x7f || b == ':' {
-			return false
-		}
-	}
-	return true
 }
 
 // finding is one header's opinion.

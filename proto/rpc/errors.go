@@ -29,9 +29,10 @@ var codeMap = []struct {
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }
 
-// toStatus turns a domain error into a gRPC status error whose message is the
-// error's full text.
-func toStatus(err error) error {
+// Status turns a domain error into a gRPC status error whose message is the
+// error's full text: the one mapping used by every gRPC server of a node
+// (the local API and the peer API). A gRPC status passes through unchanged.
+func Status(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -77,29 +78,36 @@ func fromStatus(err error) error {
 	if !ok {
 		return err
 	}
-	re := &RemoteError{Code: st.Code(), Message: st.Message()}
-	switch st.Code() {
-	case codes.NotFound:
-		re.err = lazaret.ErrNotFound
-	case codes.InvalidArgument:
-		re.err = lazaret.ErrInvalidArgument
-	case codes.ResourceExhausted:
-		re.err = lazaret.ErrTooLarge
-	case codes.DataLoss:
-		re.err = lazaret.ErrCorrupt
-	case codes.Unavailable:
-		re.err = lazaret.ErrUnavailable
-		if re.Message == "" {
-			re.Message = "node unavailable"
-		}
-	case codes.FailedPrecondition:
-		re.err = lazaret.ErrConflict
-	case codes.Aborted:
-		re.err = lazaret.ErrDeliveryFailed
-	case codes.Canceled:
-		re.err = context.Canceled
-	case codes.DeadlineExceeded:
-		re.err = context.DeadlineExceeded
+	re := &RemoteError{Code: st.Code(), Message: st.Message(), err: Sentinel(st.Code())}
+	if st.Code() == codes.Unavailable && re.Message == "" {
+		re.Message = "node unavailable"
 	}
 	return re
+}
+
+// Sentinel returns the domain error a gRPC code stands for, or nil for codes
+// that have none (Internal, Unknown, ...). Where several sentinels share a
+// code, the general one is returned (InvalidArgument: ErrInvalidArgument).
+func Sentinel(code codes.Code) error {
+	switch code {
+	case codes.NotFound:
+		return lazaret.ErrNotFound
+	case codes.InvalidArgument:
+		return lazaret.ErrInvalidArgument
+	case codes.ResourceExhausted:
+		return lazaret.ErrTooLarge
+	case codes.DataLoss:
+		return lazaret.ErrCorrupt
+	case codes.Unavailable:
+		return lazaret.ErrUnavailable
+	case codes.FailedPrecondition:
+		return lazaret.ErrConflict
+	case codes.Aborted:
+		return lazaret.ErrDeliveryFailed
+	case codes.Canceled:
+		return context.Canceled
+	case codes.DeadlineExceeded:
+		return context.DeadlineExceeded
+	}
+	return nil
 }

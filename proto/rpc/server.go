@@ -127,7 +127,7 @@ func (s *Server) Put(stream grpc.ClientStreamingServer[pb.PutRequest, pb.PutResp
 	body := &streamReader{recv: stream.Recv, expect: meta.GetExpectedSize()}
 	m, err := s.q.Put(stream.Context(), putMetaFromPB(meta), body)
 	if err != nil {
-		return toStatus(err)
+		return Status(err)
 	}
 	return stream.SendAndClose(&pb.PutResponse{Message: MessageToPB(m)})
 }
@@ -186,11 +186,11 @@ func (r *streamReader) Read(p []byte) (int, error) {
 func (s *Server) Get(req *pb.GetRequest, stream grpc.ServerStreamingServer[pb.GetResponse]) error {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return toStatus(err)
+		return Status(err)
 	}
 	m, body, err := s.q.Open(stream.Context(), id)
 	if err != nil {
-		return toStatus(err)
+		return Status(err)
 	}
 	defer body.Close()
 	if err := stream.Send(&pb.GetResponse{Part: &pb.GetResponse_Meta{Meta: MessageToPB(m)}}); err != nil {
@@ -210,7 +210,7 @@ func (s *Server) Get(req *pb.GetRequest, stream grpc.ServerStreamingServer[pb.Ge
 		}
 		if err != nil {
 			s.log.Error("get: read failed", "id", id, "err", err)
-			return toStatus(err)
+			return Status(err)
 		}
 	}
 }
@@ -219,7 +219,7 @@ func (s *Server) Get(req *pb.GetRequest, stream grpc.ServerStreamingServer[pb.Ge
 func (s *Server) Stat(ctx context.Context, req *pb.StatRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, Status(err)
 	}
 	m, err := s.q.Stat(ctx, id)
 	return msgOrStatus(m, err)
@@ -229,7 +229,7 @@ func (s *Server) Stat(ctx context.Context, req *pb.StatRequest) (*pb.Message, er
 func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
 	page, err := s.q.List(ctx, listFromPB(req))
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, Status(err)
 	}
 	resp := &pb.ListResponse{NextCursor: page.NextCursor, Source: page.Source}
 	for _, m := range page.Messages {
@@ -242,7 +242,7 @@ func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespons
 func (s *Server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, Status(err)
 	}
 	return msgOrStatus(s.q.Delete(ctx, id, req.GetActor()))
 }
@@ -251,7 +251,7 @@ func (s *Server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.Message
 func (s *Server) Learn(ctx context.Context, req *pb.LearnRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, Status(err)
 	}
 	kind := lazaret.LearnKind(req.GetKind())
 	if kind != lazaret.LearnSpam && kind != lazaret.LearnHam {
@@ -264,11 +264,11 @@ func (s *Server) Learn(ctx context.Context, req *pb.LearnRequest) (*pb.Message, 
 func (s *Server) Release(ctx context.Context, req *pb.ReleaseRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, Status(err)
 	}
 	if rid := req.GetRequestId(); rid != "" {
 		if !lazaret.ValidRequestID(rid) {
-			return nil, toStatus(&lazaret.Error{Op: "release", ID: id, Err: fmt.Errorf("%w: request id must be 1-128 printable characters without spaces", lazaret.ErrInvalidArgument)})
+			return nil, Status(&lazaret.Error{Op: "release", ID: id, Err: fmt.Errorf("%w: request id must be 1-128 printable characters without spaces", lazaret.ErrInvalidArgument)})
 		}
 		ctx = lazaret.WithRequestID(ctx, rid)
 	}
@@ -279,7 +279,7 @@ func (s *Server) Release(ctx context.Context, req *pb.ReleaseRequest) (*pb.Messa
 func (s *Server) AllocateID(ctx context.Context, _ *pb.AllocateIDRequest) (*pb.AllocateIDResponse, error) {
 	id, err := s.q.AllocateID(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, Status(err)
 	}
 	return &pb.AllocateIDResponse{Id: string(id)}, nil
 }
@@ -288,14 +288,14 @@ func (s *Server) AllocateID(ctx context.Context, _ *pb.AllocateIDRequest) (*pb.A
 func (s *Server) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	st, err := s.q.Status(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, Status(err)
 	}
 	return statusToPB(st), nil
 }
 
 func msgOrStatus(m *lazaret.Metadata, err error) (*pb.Message, error) {
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, Status(err)
 	}
 	return MessageToPB(m), nil
 }
