@@ -66,7 +66,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 	if err != nil {
 		return none, &lazaret.Error{Op: op, Err: err}
 	}
-	spec := objstore.ShardSpec{K: int(hdr.GetK()), M: int(hdr.GetM()), Index: int(hdr.GetIndex()), BodySize: hdr.GetBodySize()}
+	spec := objstore.ShardSpec{K: int(hdr.GetK()), M: int(hdr.GetM()), Index: int(hdr.GetIndex()), BodySize: hdr.GetBodySize(), Gen: hdr.GetGeneration()}
 	if spec.BodySize < 0 {
 		spec.BodySize = -1
 	}
@@ -168,11 +168,20 @@ func (h *PeerHandler) getShard(req *pb.GetShardRequest, stream grpc.ServerStream
 	}
 }
 
-// DeleteShards removes every shard of a message this node holds.
+// DeleteShards removes every shard of a message this node holds or, with
+// a generation, takes back one write of one shard: a shard committed
+// since under the same index by another write (which a placement may
+// name) stays.
 func (h *PeerHandler) DeleteShards(ctx context.Context, req *pb.DeleteShardsRequest) (*pb.DeleteShardsResponse, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
 		return nil, peerStatus(&lazaret.Error{Op: "peer.deleteshards", Err: err})
+	}
+	if gen := req.GetGeneration(); gen != 0 {
+		if _, err := h.n.store.DeleteShard(id, int(req.GetIndex()), gen); err != nil {
+			return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		}
+		return &pb.DeleteShardsResponse{}, nil
 	}
 	if err := h.n.store.DeleteShards(id); err != nil {
 		return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))

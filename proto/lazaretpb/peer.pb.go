@@ -195,13 +195,16 @@ func (x *JoinResponse) GetPolicy() string {
 }
 
 type ShardHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Index         int32                  `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // shard index in [0, k+m)
-	K             int32                  `protobuf:"varint,3,opt,name=k,proto3" json:"k,omitempty"`
-	M             int32                  `protobuf:"varint,4,opt,name=m,proto3" json:"m,omitempty"`
-	BodySize      int64                  `protobuf:"varint,5,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`    // -1 when unknown until the trailer
-	ChunkSize     int32                  `protobuf:"varint,6,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"` // stripe chunk size used to split the body
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Index     int32                  `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // shard index in [0, k+m)
+	K         int32                  `protobuf:"varint,3,opt,name=k,proto3" json:"k,omitempty"`
+	M         int32                  `protobuf:"varint,4,opt,name=m,proto3" json:"m,omitempty"`
+	BodySize  int64                  `protobuf:"varint,5,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`    // -1 when unknown until the trailer
+	ChunkSize int32                  `protobuf:"varint,6,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"` // stripe chunk size used to split the body
+	// generation names this write of the shard (random, non-zero; 0: the
+	// receiver picks one). DeleteShards with it undoes exactly this write.
+	Generation    uint64 `protobuf:"fixed64,7,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +277,13 @@ func (x *ShardHeader) GetBodySize() int64 {
 func (x *ShardHeader) GetChunkSize() int32 {
 	if x != nil {
 		return x.ChunkSize
+	}
+	return 0
+}
+
+func (x *ShardHeader) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
 	}
 	return 0
 }
@@ -623,8 +633,13 @@ func (*GetShardResponse_Header) isGetShardResponse_Part() {}
 func (*GetShardResponse_Chunk) isGetShardResponse_Part() {}
 
 type DeleteShardsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// With a non-zero generation, only shard index is deleted, and only if
+	// the stored one is still the one PutShard wrote with that generation
+	// (a sender taking back its own write); otherwise every shard of id.
+	Index         int32  `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Generation    uint64 `protobuf:"fixed64,3,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -664,6 +679,20 @@ func (x *DeleteShardsRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *DeleteShardsRequest) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *DeleteShardsRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 type DeleteShardsResponse struct {
@@ -1301,7 +1330,7 @@ const file_peer_proto_rawDesc = "" +
 	"gossip_key\x18\x05 \x01(\fR\tgossipKey\x12!\n" +
 	"\fgossip_peers\x18\x06 \x03(\tR\vgossipPeers\x12\x14\n" +
 	"\x05token\x18\a \x01(\tR\x05token\x12\x16\n" +
-	"\x06policy\x18\b \x01(\tR\x06policy\"\x8b\x01\n" +
+	"\x06policy\x18\b \x01(\tR\x06policy\"\xab\x01\n" +
 	"\vShardHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12\f\n" +
@@ -1309,7 +1338,10 @@ const file_peer_proto_rawDesc = "" +
 	"\x01m\x18\x04 \x01(\x05R\x01m\x12\x1b\n" +
 	"\tbody_size\x18\x05 \x01(\x03R\bbodySize\x12\x1d\n" +
 	"\n" +
-	"chunk_size\x18\x06 \x01(\x05R\tchunkSize\"W\n" +
+	"chunk_size\x18\x06 \x01(\x05R\tchunkSize\x12\x1e\n" +
+	"\n" +
+	"generation\x18\a \x01(\x06R\n" +
+	"generation\"W\n" +
 	"\fShardTrailer\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x1b\n" +
 	"\tbody_size\x18\x02 \x01(\x03R\bbodySize\x12\x16\n" +
@@ -1328,9 +1360,13 @@ const file_peer_proto_rawDesc = "" +
 	"\x10GetShardResponse\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.lazaret.v1.ShardHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
-	"\x04part\"%\n" +
+	"\x04part\"[\n" +
 	"\x13DeleteShardsRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x05R\x05index\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x06R\n" +
+	"generation\"\x16\n" +
 	"\x14DeleteShardsResponse\"B\n" +
 	"\x0fPushMetaRequest\x12/\n" +
 	"\bmessages\x18\x01 \x03(\v2\x13.lazaret.v1.MessageR\bmessages\",\n" +

@@ -47,7 +47,8 @@ type PeerClient interface {
 	// GetShard streams one shard: a ShardHeader, then data chunks. The reader
 	// checks the shard's SHA-256 against the message's placement.
 	GetShard(ctx context.Context, in *GetShardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetShardResponse], error)
-	// DeleteShards removes every shard this node holds of a message.
+	// DeleteShards removes every shard this node holds of a message, or one
+	// write of one shard (see DeleteShardsRequest).
 	DeleteShards(ctx context.Context, in *DeleteShardsRequest, opts ...grpc.CallOption) (*DeleteShardsResponse, error)
 	// PushMeta delivers metadata changes; the receiver merges them by version.
 	PushMeta(ctx context.Context, in *PushMetaRequest, opts ...grpc.CallOption) (*PushMetaResponse, error)
@@ -185,7 +186,8 @@ type PeerServer interface {
 	// GetShard streams one shard: a ShardHeader, then data chunks. The reader
 	// checks the shard's SHA-256 against the message's placement.
 	GetShard(*GetShardRequest, grpc.ServerStreamingServer[GetShardResponse]) error
-	// DeleteShards removes every shard this node holds of a message.
+	// DeleteShards removes every shard this node holds of a message, or one
+	// write of one shard (see DeleteShardsRequest).
 	DeleteShards(context.Context, *DeleteShardsRequest) (*DeleteShardsResponse, error)
 	// PushMeta delivers metadata changes; the receiver merges them by version.
 	PushMeta(context.Context, *PushMetaRequest) (*PushMetaResponse, error)
