@@ -94,6 +94,9 @@ func NewGen() uint64 {
 	}
 }
 
+// Gen returns the writer's generation (see [ShardSpec.Gen]).
+func (w *ShardWriter) Gen() uint64 { return w.gen }
+
 // ID returns the message id the writer writes a shard of.
 func (w *ShardWriter) ID() lazaret.ID { return w.id }
 
