@@ -203,6 +203,31 @@ func (h *PeerHandler) PushMeta(ctx context.Context, req *pb.PushMetaRequest) (*p
 	return &pb.PushMetaResponse{Applied: int32(applied)}, nil
 }
 
+// GetMeta returns the records this node stores of the requested ids,
+// tombstones included, from its own store only (it never asks further).
+func (h *PeerHandler) GetMeta(ctx context.Context, req *pb.GetMetaRequest) (*pb.GetMetaResponse, error) {
+	const op = "peer.getmeta"
+	if len(req.GetIds()) > pushBatch {
+		return nil, peerStatus(&lazaret.Error{Op: op, Err: fmt.Errorf("%w: %d ids, at most %d", lazaret.ErrInvalidArgument, len(req.GetIds()), pushBatch)})
+	}
+	resp := &pb.GetMetaResponse{}
+	for _, s := range req.GetIds() {
+		id, err := lazaret.ParseID(s)
+		if err != nil {
+			return nil, peerStatus(&lazaret.Error{Op: op, Err: err})
+		}
+		m, err := h.n.store.Meta(id)
+		if errors.Is(err, lazaret.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		}
+		resp.Messages = append(resp.Messages, rpc.MessageToPB(m))
+	}
+	return resp, nil
+}
+
 // NodeStatus reports this node's figures for the cluster status table:
 // messages (metadata of live messages, which every node holds), shards and
 // their bytes, and the under-protected messages this node took in.

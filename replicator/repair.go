@@ -663,7 +663,7 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 		}
 		cands = append(cands, c)
 	}
-	rd := newStripeReader(ctx, id, src, m.Size, m.SHA256, srcEnc, cands, n.openPlacedShard(id), n.shardFailed(id))
+	rd := newStripeReader(ctx, id, src, m.Size, m.SHA256, srcEnc, cands, n.openPlacedShard(id, Code{src.K, src.M}, m.Size), n.shardFailed(id))
 	defer rd.Close()
 	if chunk <= 0 {
 		chunk = int(min(max(m.Size, 1), 1<<20))
