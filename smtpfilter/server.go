@@ -168,7 +168,7 @@ func (s *Server) endData() {
 type session struct {
 	s      *Server
 	conn   *smtp.Conn
-	raw    *idleConn // the accepted connection (below TLS); nil in serveConn
+	raw    *idleConn  // the accepted connection (below TLS); nil in serveConn
 	peer   netip.Addr // after PROXY
 	authed bool
 	from   string
