@@ -158,13 +158,10 @@ type idleConn struct {
 // client has the real reply (issue 10: a stored message answered with EOF
 // is sent again and quarantined twice).
 func (c *idleConn) owe(done func()) {
+	c.settle() // an earlier one, should there be any
 	c.mu.Lock()
-	prev := c.replied
 	c.replied = done
 	c.mu.Unlock()
-	if prev != nil {
-		prev()
-	}
 }
 
 // settle runs the registered reply callback, if any.
