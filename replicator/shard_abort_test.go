@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/lazaret/lazaret"
 )
@@ -168,5 +172,57 @@ func TestRemoteAbortTakesBackOnlyItsWrite(t *testing.T) {
 	b.abort()
 	if got := held(); len(got) != 1 || got[0] != 1 {
 		t.Fatalf("after aborting a write replaced since: node 2 holds shards %v; want [1]", got)
+	}
+}
+
+// TestSpreadHolderFailsCommit: a holder that fails a spread's shard (the
+// stream breaks before it is committed) is not named by the placement the
+// spread publishes; the origin, once it gives up its whole copy, leaves a
+// message every placed holder can serve, and fill completes it later.
+func TestSpreadHolderFailsCommit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	tc := newTestCluster(t, 5, false, fastAE)
+	tc.net.setDown(4, true)
+	tc.net.setDown(5, true)
+	n1 := tc.node(1)
+	rng := rand.New(rand.NewPCG(23, 24))
+	bodies := putN(t, ctx, n1.node, rng, 1, func() int { return 400_000 })
+	var id lazaret.ID
+	for i := range bodies {
+		id = i
+	}
+	var failed atomic.Bool
+	tc.net.setPutHook(3, func(ctx context.Context, received int) error {
+		if received >= 2 && failed.CompareAndSwap(false, true) {
+			return status.Errorf(codes.Unavailable, "node 3: disk error")
+		}
+		return nil
+	})
+	tc.net.setDown(4, false)
+	tc.net.setDown(5, false)
+	waitFor(t, "spread and fill", 30*time.Second, func() error {
+		if err := placedShardsStored(tc, 1, id); err != nil {
+			return err
+		}
+		m, _ := n1.store.Meta(id)
+		if m.Placement.K != 3 || m.Placement.UnderProtected {
+			return fmt.Errorf("placement %+v", m.Placement)
+		}
+		return nil
+	})
+	if !failed.Load() {
+		t.Fatal("node 3's shard never failed")
+	}
+	m, _ := n1.store.Meta(id)
+	for _, e := range m.History {
+		if e.Action == "protect" && strings.Contains(e.Detail, ",3") {
+			t.Errorf("the spread named node 3, whose shard failed: %q", e.Detail)
+		}
+	}
+	tc.net.setDown(1, true)
+	tc.net.setDown(2, true)
+	if err := readBack(ctx, tc.node(3).node, id, bodies[id]); err != nil {
+		t.Fatalf("origin and node 2 down: %v", err)
 	}
 }
