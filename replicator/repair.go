@@ -700,17 +700,21 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 	return size, nil
 }
 
-// abortUnplaced aborts the targets' shards, except those the message's
-// current placement names: should another spread or fill have published
-// the same shard (same node, index, size and SHA-256), taking it back
-// would leave that placement naming a shard its holder lost.
+// abortUnplaced aborts the targets' shards, except remote ones the
+// message's current placement names: should another spread or fill have
+// published the same shard (same node, index, size and SHA-256), taking it
+// back would leave that placement naming a shard its holder lost. (A local
+// writer not committed is always aborted: that removes only its own data.)
 func (r *repairer) abortUnplaced(id lazaret.ID, ts []*repairTarget) {
 	var placed []lazaret.ShardLoc
 	if cur, err := r.n.store.Meta(id); err == nil && cur.State != lazaret.StateDeleted {
 		placed = bodyPlacement(cur).Shards
 	}
 	for _, t := range ts {
-		if t.sink == nil || (t.err == nil && slices.Contains(placed, t.loc)) {
+		if t.sink == nil {
+			continue
+		}
+		if _, local := t.sink.(*localSink); !local && t.err == nil && slices.Contains(placed, t.loc) {
 			continue
 		}
 		t.sink.abort()
