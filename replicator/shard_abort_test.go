@@ -62,16 +62,18 @@ func TestSpreadTwiceKeepsShards(t *testing.T) {
 	// Node 2 holds the first spread's shard stream (after its header)
 	// until release; later streams pass.
 	var streams atomic.Int32
+	var held atomic.Value // the first stream's context
 	release := make(chan struct{})
 	first := make(chan struct{})
 	tc.net.setPutHook(2, func(ctx context.Context, received int) error {
 		if received == 0 {
 			if streams.Add(1) == 1 {
+				held.Store(ctx)
 				close(first)
 			}
 			return nil
 		}
-		if received == 1 && streams.Load() == 1 {
+		if received == 1 && held.Load() == ctx {
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -107,8 +109,7 @@ func TestSpreadTwiceKeepsShards(t *testing.T) {
 		}
 		return nil
 	})
-	// Let aborted streams' clean-up run before looking.
-	time.Sleep(300 * time.Millisecond)
+	// The checks are over, their clean-up (abort) included.
 	if err := placedShardsStored(tc, 1, id); err != nil {
 		t.Fatal(err)
 	}
