@@ -110,6 +110,7 @@ func TestSpreadTwiceKeepsShards(t *testing.T) {
 		return nil
 	})
 	// The checks are over, their clean-up (abort) included.
+	waitPushed(t, n1)
 	if err := placedShardsStored(tc, 1, id); err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +215,9 @@ func TestSpreadHolderFailsCommit(t *testing.T) {
 	})
 	if !failed.Load() {
 		t.Fatal("node 3's shard never failed")
+	}
+	for _, tn := range tc.nodes {
+		waitPushed(t, tn)
 	}
 	m, _ := n1.store.Meta(id)
 	for _, e := range m.History {
