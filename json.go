@@ -60,6 +60,9 @@ func (h *hexSum) UnmarshalText(b []byte) error {
 // MarshalJSON writes m with its checksum in hex.
 func (m Metadata) MarshalJSON() ([]byte, error) {
 	type plain Metadata // no methods: avoids recursion
+	if m.Recipients == nil {
+		m.Recipients = []string{} // a message without recipients lists none, not null
+	}
 	return json.Marshal(struct {
 		plain
 		SHA256 hexSum `json:"sha256"`

@@ -92,15 +92,9 @@ import (
 func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
 	const op = "put"
 	cl := n.cl
-	sender, rcpts, err := cleanEnvelope(req.Sender, req.Recipients)
-	if err != nil {
-		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
-	}
-	id := req.ID
+	id := req.ID // validated by Put
+	var err error
 	if id != "" {
-		if id, err = lazaret.ParseID(string(id)); err != nil {
-			return nil, &lazaret.Error{Op: op, Err: err}
-		}
 		if old, err := n.store.Meta(id); err == nil {
 			return n.retriedPut(ctx, old, body)
 		} else if !errors.Is(err, lazaret.ErrNotFound) {
@@ -194,7 +188,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 
 	var sum [32]byte
 	bodySHA.Sum(sum[:0])
-	m := n.newMetadata(id, req, sender, rcpts, hdr.Header(), size, sum)
+	m := n.newMetadata(id, req, hdr.Header(), size, sum)
 
 	// Decide what to commit: the placement of the shards stored, or a
 	// whole copy on this node.

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
@@ -93,20 +92,19 @@ func (n *Node) lock(id lazaret.ID) func() {
 // Put stores a message whole on this node.
 func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
 	const op = "put"
+	// The one check of what a writer supplies, for every frontend.
+	if err := req.Validate(); err != nil {
+		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
+	}
 	if n.cl != nil {
 		return n.putCluster(ctx, req, body) // cluster_put.go
 	}
-	sender, rcpts, err := cleanEnvelope(req.Sender, req.Recipients)
-	if err != nil {
-		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
-	}
 	id := req.ID
-	if id != "" {
-		if id, err = lazaret.ParseID(string(id)); err != nil {
+	var err error
+	if id == "" {
+		if id, err = n.alloc.Next(); err != nil {
 			return nil, &lazaret.Error{Op: op, Err: err}
 		}
-	} else if id, err = n.alloc.Next(); err != nil {
-		return nil, &lazaret.Error{Op: op, Err: err}
 	}
 
 	w, err := n.store.NewShardWriter(id, objstore.ShardSpec{K: 1, M: 0, Index: 0, BodySize: -1})
@@ -151,7 +149,7 @@ func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) 
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
 
-	m := n.newMetadata(id, req, sender, rcpts, hdr.Header(), size, info.SHA256)
+	m := n.newMetadata(id, req, hdr.Header(), size, info.SHA256)
 	if err := n.store.Commit(ctx, m, w); err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
 	}
@@ -162,7 +160,7 @@ func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) 
 // newMetadata is the record of a message being taken in: what the writer
 // said, header fields it left empty filled from the parsed header, and the
 // "quarantine" event. Both put paths (whole copy and cluster) use it.
-func (n *Node) newMetadata(id lazaret.ID, req lazaret.PutRequest, sender string, rcpts []string, h lazaret.HeaderInfo, size int64, sum [32]byte) *lazaret.Metadata {
+func (n *Node) newMetadata(id lazaret.ID, req lazaret.PutRequest, h lazaret.HeaderInfo, size int64, sum [32]byte) *lazaret.Metadata {
 	now := n.clock.Now()
 	received := req.Received
 	if received.IsZero() {
@@ -174,7 +172,7 @@ func (n *Node) newMetadata(id lazaret.ID, req lazaret.PutRequest, sender string,
 	}
 	return &lazaret.Metadata{
 		ID: id, Node: n.cfg.NodeNumber, Received: received.UTC(),
-		Sender: sender, Recipients: rcpts, ClientIP: req.ClientIP, Helo: req.Helo,
+		Sender: req.Sender, Recipients: req.Recipients, ClientIP: req.ClientIP, Helo: req.Helo,
 		From: or(req.From, h.From), To: or(req.To, h.To), Subject: or(req.Subject, h.Subject),
 		Date: date, MessageID: or(req.MessageID, h.MessageID),
 		Size: size, SHA256: sum, Verdict: req.Verdict,
@@ -362,41 +360,6 @@ func or(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// cleanEnvelope strips angle brackets and checks that addresses could have
-// come from an SMTP envelope: no spaces, controls or brackets, at most 320 bytes.
-func cleanEnvelope(sender string, rcpts []string) (string, []string, error) {
-	s, err := cleanAddr(sender)
-	if err != nil {
-		return "", nil, fmt.Errorf("%w: sender: %v", lazaret.ErrInvalidArgument, err)
-	}
-	out := make([]string, 0, len(rcpts))
-	for _, r := range rcpts {
-		c, err := cleanAddr(r)
-		if err != nil {
-			return "", nil, fmt.Errorf("%w: recipient: %v", lazaret.ErrInvalidArgument, err)
-		}
-		if c == "" {
-			return "", nil, fmt.Errorf("%w: recipient: empty address", lazaret.ErrInvalidArgument)
-		}
-		out = append(out, c)
-	}
-	return s, out, nil
-}
-
-func cleanAddr(a string) (string, error) {
-	a = strings.TrimSpace(a)
-	a = strings.TrimSuffix(strings.TrimPrefix(a, "<"), ">")
-	if len(a) > 320 {
-		return "", fmt.Errorf("address longer than 320 bytes")
-	}
-	for _, r := range a {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '<' || r == '>' {
-			return "", fmt.Errorf("%q is not an envelope address", a)
-		}
-	}
-	return a, nil
 }
 
 // ctxReader stops a body copy as soon as the request is cancelled.
