@@ -35,6 +35,9 @@ type Store struct {
 	// Counters behind Stats, rebuilt at Open and maintained by every write.
 	messages, bodyBytes, shards, shardBytes atomic.Int64
 
+	// space is the free-space guard (space.go).
+	space space
+
 	// ob is the change outbox's in-memory state (outbox.go).
 	ob outboxState
 
@@ -153,8 +156,18 @@ func (s *Store) apply(d *delta) {
 // if they had run one after another. fn may therefore run more than once (a
 // retry after a conflict, or a rerun without a failed neighbour), so it must
 // derive everything from what it reads in txn.
+//
+// update is for transactions that add at most writeNeed bytes; see
+// updateNeed.
 func (s *Store) update(fn func(txn *badger.Txn, d *delta) error) error {
-	req := &commitReq{fn: fn, done: make(chan error, 1)}
+	return s.updateNeed(writeNeed, fn)
+}
+
+// updateNeed is update for a transaction that adds up to need bytes, or
+// deletes (need == freeingNeed). It is refused with lazaret.ErrDiskFull when
+// the file system cannot take need bytes and keep the reserve (space.go).
+func (s *Store) updateNeed(need int64, fn func(txn *badger.Txn, d *delta) error) error {
+	req := &commitReq{fn: fn, need: need, done: make(chan error, 1)}
 	select {
 	case s.commitCh <- req:
 	case <-s.committerDone:
@@ -166,6 +179,7 @@ func (s *Store) update(fn func(txn *badger.Txn, d *delta) error) error {
 // commitReq is one caller's transaction function waiting for the committer.
 type commitReq struct {
 	fn   func(*badger.Txn, *delta) error
+	need int64 // bytes fn may add; freeingNeed for deletes
 	d    delta
 	done chan error
 }
@@ -193,8 +207,30 @@ func (s *Store) committer() {
 				break drain
 			}
 		}
-		s.commitGroup(group)
+		if group = s.admit(group); len(group) > 0 {
+			s.commitGroup(group)
+		}
 	}
+}
+
+// admit answers the requests of group that the free space cannot take with
+// lazaret.ErrDiskFull and returns the others, with one look at the free
+// space for the whole group.
+func (s *Store) admit(group []*commitReq) []*commitReq {
+	needs := make([]int64, len(group))
+	for i, r := range group {
+		needs[i] = r.need
+	}
+	errs := s.admitNeeds(needs)
+	kept := group[:0]
+	for i, r := range group {
+		if errs[i] != nil {
+			r.done <- errs[i]
+			continue
+		}
+		kept = append(kept, r)
+	}
+	return kept
 }
 
 // commitGroup commits group in one transaction, retrying on conflicts with
@@ -304,6 +340,9 @@ func (s *Store) deletePrefix(p []byte) (int, error) {
 func (s *Store) deleteKeys(keys [][]byte) error {
 	if len(keys) == 0 {
 		return nil
+	}
+	if err := s.checkSpace(freeingNeed); err != nil {
+		return err
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()

@@ -259,7 +259,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		unlock()
 		p.discardAll(nil)
 		abortWhole()
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 	n.trackUnder(m)
 	unlock()

@@ -109,7 +109,7 @@ func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) 
 
 	w, err := n.store.NewShardWriter(id, objstore.ShardSpec{K: 1, M: 0, Index: 0, BodySize: -1})
 	if err != nil {
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 	committed := false
 	defer func() {
@@ -133,7 +133,7 @@ func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) 
 	}
 	info, err := w.Finish()
 	if err != nil {
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 
 	unlock := n.lock(id)
@@ -151,7 +151,7 @@ func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) 
 
 	m := n.newMetadata(id, req, hdr.Header(), size, info.SHA256)
 	if err := n.store.Commit(ctx, m, w); err != nil {
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 	committed = true
 	return m, nil
@@ -315,7 +315,7 @@ func (n *Node) update(ctx context.Context, op string, id lazaret.ID, fn func(*la
 	}
 	m.Version = n.hlc.Now()
 	if err := n.store.PutMeta(ctx, m); err != nil {
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 	n.changed(m) // push.go: to every member
 	return m, nil

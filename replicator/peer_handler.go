@@ -85,7 +85,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 		}
 		if c := msg.GetChunk(); c != nil {
 			if _, err := w.Write(c); err != nil {
-				return none, fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)
+				return none, lazaret.Temporary(err)
 			}
 			continue
 		}
@@ -106,7 +106,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 			return none, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: shard %d received as %d bytes SHA-256 %x, sender says %d bytes %x", lazaret.ErrCorrupt, spec.Index, info.Size, info.SHA256[:8], tr.GetSize(), tr.GetSha256())}
 		}
 		if err := h.n.store.CommitShards(stream.Context(), w); err != nil {
-			return none, fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)
+			return none, lazaret.Temporary(err)
 		}
 		return info, nil
 	}
@@ -175,7 +175,7 @@ func (h *PeerHandler) DeleteShards(ctx context.Context, req *pb.DeleteShardsRequ
 		return nil, peerStatus(&lazaret.Error{Op: "peer.deleteshards", Err: err})
 	}
 	if err := h.n.store.DeleteShards(id); err != nil {
-		return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		return nil, peerStatus(lazaret.Temporary(err))
 	}
 	return &pb.DeleteShardsResponse{}, nil
 }
@@ -200,7 +200,7 @@ func (h *PeerHandler) PushMeta(ctx context.Context, req *pb.PushMetaRequest) (*p
 func (h *PeerHandler) NodeStatus(ctx context.Context, req *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
 	st, err := h.n.store.Stats()
 	if err != nil {
-		return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		return nil, peerStatus(lazaret.Temporary(err))
 	}
 	count, bytes, oldest := h.n.UnderProtected()
 	resp := &pb.NodeStatusResponse{

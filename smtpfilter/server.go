@@ -344,6 +344,11 @@ func (s *Server) reply(err error, peer netip.Addr) error {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection failed during DATA; nothing stored"}
 	}
 	s.log.Warn("smtp: message not stored; the MTA will retry", "peer", peer.String(), "err", err)
+	if errors.Is(err, lazaret.ErrDiskFull) {
+		// RFC 5321 452 / RFC 3463 4.3.1: mail system full; the MTA keeps
+		// the message and retries.
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later: " + oneLine(err.Error())}
+	}
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Quarantine temporarily unavailable, try again later: " + oneLine(err.Error())}
 }
 

@@ -44,6 +44,10 @@ type NodeConfig struct {
 type StoreConfig struct {
 	Data           string `toml:"data"`             // data directory
 	MaxMessageSize Size   `toml:"max_message_size"` // e.g. "64MiB"
+	// MinFree is the space kept free on the data file system: writes that
+	// would leave less are refused with a temporary error. 0 derives it
+	// from the store's memory sizes (about 100 MiB).
+	MinFree Size `toml:"min_free"`
 }
 
 // APIConfig is the [api] table.

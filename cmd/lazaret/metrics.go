@@ -214,6 +214,8 @@ type storeSource interface {
 	// its database is broken.
 	LoadIDLease() (int64, error)
 	Dir() string
+	// Space is the free-space guard's view (full since when, reserve).
+	Space() objstore.SpaceStatus
 }
 
 // replicaSource is what the monitor reads from the replicator.
@@ -243,6 +245,7 @@ type snapshot struct {
 	storeErr error
 	stats    objstore.Stats
 	freeDisk int64 // -1 if unknown
+	space    objstore.SpaceStatus
 
 	under, underBytes int64
 	underOldest       time.Time
@@ -268,6 +271,7 @@ func (s *sources) read(now time.Time) snapshot {
 		sn.storeErr = err
 	}
 	sn.freeDisk = diskFree(s.store.Dir())
+	sn.space = s.store.Space()
 	sn.under, sn.underBytes, sn.underOldest = s.node.UnderProtected()
 	sn.corrupt = s.node.CorruptShards()
 	sn.pushQueued, sn.pushDropped = s.node.PushBacklog()

@@ -86,7 +86,9 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Cl
 	defer idx.close()
 	mon := newMonitor(cfg, log, clock) // httpapi.go: registry, /metrics, /health
 	idx.useRegistry(mon.reg)
-	store, err := objstore.Open(idx.storeConfig(objstore.DefaultConfig(cfg.Store.Data)), log, clock)
+	sc := objstore.DefaultConfig(cfg.Store.Data)
+	sc.MinFree = int64(cfg.Store.MinFree)
+	store, err := objstore.Open(idx.storeConfig(sc), log, clock)
 	if err != nil {
 		return err
 	}
