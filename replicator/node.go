@@ -89,16 +89,33 @@ func (n *Node) lock(id lazaret.ID) func() {
 	return mu.Unlock
 }
 
-// Put stores a message whole on this node.
+// Put validates req and stores the message: whole on this node, or spread
+// over the cluster.
 func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
 	const op = "put"
 	// The one check of what a writer supplies, for every frontend.
 	if err := req.Validate(); err != nil {
 		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
 	}
+	var m *lazaret.Metadata
+	var err error
 	if n.cl != nil {
-		return n.putCluster(ctx, req, body) // cluster_put.go
+		m, err = n.putCluster(ctx, req, body) // cluster_put.go
+	} else {
+		m, err = n.putLocal(ctx, req, body)
 	}
+	var le *lazaret.Error
+	if err != nil && req.ID == "" && errors.As(err, &le) && le.Op == op {
+		// The id allocated for a put that failed was never stored; naming
+		// it would send the writer looking for it.
+		le.ID = ""
+	}
+	return m, err
+}
+
+// putLocal stores a validated message whole on this node (no cluster).
+func (n *Node) putLocal(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
+	const op = "put"
 	id := req.ID
 	var err error
 	if id == "" {
@@ -212,6 +229,11 @@ func (n *Node) Stat(ctx context.Context, id lazaret.ID) (*lazaret.Metadata, erro
 // retention; the purge may not have run yet, but expired is gone to readers.
 func (n *Node) live(op string, id lazaret.ID) (*lazaret.Metadata, error) {
 	m, err := n.store.Meta(id)
+	if errors.Is(err, lazaret.ErrNotFound) {
+		// The same answer, by the operation asked for, whether the id was
+		// never stored, is deleted or has expired.
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.ErrNotFound}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -739,3 +739,63 @@ func TestListenUnixRefusesLiveSocket(t *testing.T) {
 		t.Errorf("DialUnix of a missing socket: %v, want 'no such socket'", err)
 	}
 }
+
+// A List page is bounded by bytes as well as by count (issue 16: ls of a
+// real quarantine failed with "received message larger than max"), and
+// paging with the cursors returns every message once.
+func TestListPagesBoundedByBytes(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	const n = 60
+	report := strings.Repeat("r", 60<<10) // 3.6 MB of reports in all
+	want := map[lazaret.ID]bool{}
+	for i := range n {
+		m, err := e.client.Put(ctx, lazaret.PutRequest{Verdict: lazaret.Verdict{Kind: lazaret.VerdictSpam, Report: report}},
+			strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nhi\r\n", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[m.ID] = true
+	}
+	q := lazaret.ListQuery{Limit: 1000}
+	pages := 0
+	for {
+		page, err := e.client.List(ctx, q)
+		if err != nil {
+			t.Fatalf("page %d: %v", pages, err)
+		}
+		pages++
+		if len(page.Messages) == 0 {
+			t.Fatalf("page %d is empty", pages)
+		}
+		for _, m := range page.Messages {
+			if !want[m.ID] {
+				t.Fatalf("page %d: %s unexpected or repeated", pages, m.ID)
+			}
+			delete(want, m.ID)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		q.Cursor = page.NextCursor
+	}
+	if len(want) != 0 || pages < 2 {
+		t.Errorf("%d pages, %d messages never listed", pages, len(want))
+	}
+}
+
+// A client reaches a socket by a relative path, also one with a directory
+// in it (issue 14: "invalid (non-empty) authority: n1").
+func TestDialUnixRelative(t *testing.T) {
+	e := newEnv(t, nil)
+	dir := filepath.Dir(e.socket)
+	t.Chdir(filepath.Dir(dir))
+	c, err := rpc.DialUnix(filepath.Join(filepath.Base(dir), filepath.Base(e.socket)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Status(ctxT(t)); err != nil {
+		t.Errorf("Status over a relative socket path: %v", err)
+	}
+}
