@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -152,5 +154,15 @@ func TestDiskFull(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("after reopen %s: %d bytes, %v", id, len(got), err)
 		}
+	}
+}
+
+// A second Open of the same directory names the process holding it rather
+// than badger's lock error (issue 16).
+func TestOpenInUse(t *testing.T) {
+	_, _, cfg := newStore(t)
+	_, err := objstore.Open(cfg, nil, nil)
+	if !errors.Is(err, objstore.ErrInUse) || !strings.Contains(err.Error(), fmt.Sprintf("data directory in use by pid %d", os.Getpid())) {
+		t.Errorf("second Open: %v", err)
 	}
 }

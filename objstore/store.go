@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -71,6 +76,11 @@ func Open(cfg Config, log *slog.Logger, clock lazaret.Clock) (*Store, error) {
 	log = log.With("component", "objstore", "dir", cfg.Dir)
 	db, err := badger.Open(cfg.badgerOptions(badgerLogger{log.With("lib", "badger")}))
 	if err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			// Badger holds an flock on the directory and writes the
+			// holder's pid into LOCK; its error keeps no errno to test.
+			return nil, fmt.Errorf("objstore.Open %s: %w", cfg.Dir, lockHolder(cfg.Dir))
+		}
 		return nil, fmt.Errorf("objstore.Open %s: %w", cfg.Dir, err)
 	}
 	s := &Store{cfg: cfg, db: db, log: log, clock: clock, done: make(chan struct{}),
@@ -412,3 +422,15 @@ func (d *delta) addMessage(state lazaret.State, size int64, sign int64) {
 
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.cfg.Dir }
+
+// ErrInUse: the data directory is open in another process.
+var ErrInUse = errors.New("data directory in use")
+
+// lockHolder describes who holds dir's badger lock, wrapping ErrInUse.
+func lockHolder(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "LOCK"))
+	if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid > 0 {
+		return fmt.Errorf("%w by pid %d", ErrInUse, pid)
+	}
+	return fmt.Errorf("%w by another process", ErrInUse)
+}

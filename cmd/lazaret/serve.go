@@ -73,11 +73,11 @@ func newLogger(w interface{ Write([]byte) (int, error) }, c LogConfig) *slog.Log
 // order when ctx ends: stop taking requests, let in-flight puts finish, then
 // close the store.
 func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Clock, stdout interface{ Write([]byte) (int, error) }) error {
-	if err := os.MkdirAll(cfg.Store.Data, 0o750); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if err := ensureDir(log, "data directory (store.data, --data)", cfg.Store.Data, 0o750); err != nil {
+		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.API.Socket), 0o755); err != nil {
-		return fmt.Errorf("socket directory: %w", err)
+	if err := ensureDir(log, "socket directory (api.socket, --socket)", filepath.Dir(cfg.API.Socket), 0o755); err != nil {
+		return err
 	}
 	idx, err := openIndex(ctx, cfg, log) // index.go; nil without a PostgreSQL DSN
 	if err != nil {
@@ -150,5 +150,20 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Cl
 	smtpSvc.stop(stopCtx, log)
 	srv.Stop(stopCtx)
 	os.Remove(cfg.API.Socket)
+	return nil
+}
+
+// ensureDir creates dir when it is missing, and says so: a node started
+// without flags uses the packaged defaults (/var/lib/lazaret,
+// /run/lazaret), as a service would, and the log names what it created and
+// which setting moves it.
+func ensureDir(log *slog.Logger, what, dir string, mode os.FileMode) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return fmt.Errorf("%s %s: %w", what, dir, err)
+	}
+	log.Info("created "+what, "path", dir)
 	return nil
 }
