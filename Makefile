@@ -14,8 +14,10 @@ build:
 
 ## run: a 3-node cluster on 127.0.0.1-3, one process per node, in $(RUNDIR)
 ## (no config file, no PostgreSQL, no root needed). Ctrl-C stops it; run again to restart it.
+## FIRST_IP=127.0.1.1 moves it to 127.0.1.1-3 (ports 1027, 7946 and 9127 stay).
+FIRST_IP ?= 127.0.0.1
 run: build
-	$(BIN) dev --nodes 3 --dir $(RUNDIR)
+	$(BIN) dev --nodes 3 --dir $(RUNDIR) --first-ip $(FIRST_IP)
 
 ## deps: install the Debian packages the tests use (idempotent; needs root).
 deps:
