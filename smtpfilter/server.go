@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"sync"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -274,7 +275,7 @@ func (s *Server) store(ctx context.Context, from string, rcpts []string, peer ne
 	}
 	fields := HeaderFields(head)
 	req := lazaret.PutRequest{
-		Sender: from, Recipients: rcpts, Helo: clean(helo),
+		Sender: from, Recipients: rcpts, Helo: cleanHelo(helo),
 		Verdict: s.verdicts.FromFields(fields), Actor: s.cfg.Actor,
 	}
 	if peer.IsValid() {
@@ -283,7 +284,7 @@ func (s *Server) store(ctx context.Context, from string, rcpts []string, peer ne
 	if peer.IsValid() && contains(s.relays, peer) {
 		if v, ok := topReceived(fields); ok {
 			if ip, h, ok := ReceivedClient(v); ok {
-				req.ClientIP, req.Helo = ip.String(), h
+				req.ClientIP, req.Helo = ip.String(), cleanHelo(h)
 			}
 		}
 	}
@@ -405,3 +406,18 @@ type pipeAddr struct{}
 
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
+
+// cleanHelo makes a HELO name safe to store (see clean) and cuts it to
+// lazaret.MaxHeloBytes: an overlong HELO is the client's fault, not the
+// message's, and must not get the message refused.
+func cleanHelo(h string) string {
+	h = clean(h)
+	if len(h) <= lazaret.MaxHeloBytes {
+		return h
+	}
+	cut := lazaret.MaxHeloBytes
+	for cut > 0 && !utf8.RuneStart(h[cut]) {
+		cut--
+	}
+	return h[:cut]
+}
