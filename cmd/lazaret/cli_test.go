@@ -439,3 +439,34 @@ func TestCLIRelativeSocketAndDataInUse(t *testing.T) {
 	fails(t, nil, nil, 1, []string{"data directory in use by pid", strconv.Itoa(os.Getpid())},
 		"serve", "--data", filepath.Join(dir, "data"), "--socket", filepath.Join(dir, "other.sock"))
 }
+
+// ls pages through everything it was asked for, also when the records are
+// too large for one response (issue 16: "received message larger than max").
+func TestCLILsPagesThroughEverything(t *testing.T) {
+	dir := shortDir(t)
+	sock := filepath.Join(dir, "s.sock")
+	startServe(t, filepath.Join(dir, "data"), sock)
+	env := map[string]string{"LAZARET_SOCKET": sock}
+	report := strings.Repeat("r", 60<<10)
+	const n = 80 // 4.8 MB of reports: more than a client takes in one response
+	for i := range n {
+		ok(t, env, testMessage(300, uint64(i), fmt.Sprintf("m%d", i)), "put", "--report", report)
+	}
+	for _, limit := range []string{"0", "100000000", "25"} {
+		var page struct{ Messages []*lazaret.Metadata }
+		if err := json.Unmarshal([]byte(ok(t, env, nil, "ls", "--json", "--limit", limit)), &page); err != nil {
+			t.Fatal(err)
+		}
+		want := n
+		if limit == "25" {
+			want = 25
+		}
+		seen := map[lazaret.ID]bool{}
+		for _, m := range page.Messages {
+			seen[m.ID] = true
+		}
+		if len(page.Messages) != want || len(seen) != want {
+			t.Errorf("ls --limit %s: %d messages (%d distinct), want %d", limit, len(page.Messages), len(seen), want)
+		}
+	}
+}
