@@ -132,8 +132,13 @@ func (s *Store) gcFits() bool {
 }
 
 // Space returns what the free-space guard last saw, asking the file system
-// afresh.
+// afresh (Free is -1 once the store is closed).
 func (s *Store) Space() SpaceStatus {
+	leave, err := s.enter()
+	if err != nil {
+		return SpaceStatus{Free: -1}
+	}
+	defer leave()
 	free := s.statFree()
 	s.space.mu.Lock()
 	defer s.space.mu.Unlock()
