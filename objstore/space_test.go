@@ -70,7 +70,20 @@ func TestDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = s.Close() }()
+	defer func() {
+		if s != nil {
+			_ = s.Close()
+		}
+	}()
+
+	// A shard write that a crash interrupts: swept at the next Open.
+	pending, err := s.NewShardWriter(testID(900), objstore.ShardSpec{K: 1, BodySize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pending.Write(body(3*cfg.ChunkSize, 900)); err != nil {
+		t.Fatal(err)
+	}
 
 	// Take most of the space with another file, as another tenant of the
 	// file system would.
@@ -128,6 +141,45 @@ func TestDiskFull(t *testing.T) {
 	}
 	delete(stored, victim)
 
+	// A restart on a disk full to the last block comes up (the unfinished
+	// write stays for later) and serves reads.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filler, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for err == nil {
+		_, err = f.Write(make([]byte, 64<<10))
+	}
+	f.Close()
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling the file system: %v", err)
+	}
+	// With not one block free badger cannot even write its LOCK file:
+	// Open fails, plainly.
+	if s, err = objstore.Open(cfg, nil, clock); err == nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("Open with no block free: %v", err)
+	}
+	// With less than half the reserve free, it comes up.
+	fi, err := os.Stat(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filler, fi.Size()-1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = objstore.Open(cfg, nil, clock); err != nil {
+		t.Fatalf("Open on a full disk: %v", err)
+	}
+	if n := s.KeyCount(objstore.NSPending); n != 1 {
+		t.Errorf("%d unfinished writes after Open on a full disk, want the 1 left for later", n)
+	}
+	for id, data := range stored {
+		mustRead(t, s, id, 0, data)
+	}
+
 	// Space comes back: writes resume by themselves.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -154,6 +206,9 @@ func TestDiskFull(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("after reopen %s: %d bytes, %v", id, len(got), err)
 		}
+	}
+	if n := s.KeyCount(objstore.NSPending); n != 0 {
+		t.Errorf("%d unfinished writes left after a reopen with space", n)
 	}
 }
 

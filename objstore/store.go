@@ -86,7 +86,11 @@ func Open(cfg Config, log *slog.Logger, clock lazaret.Clock) (*Store, error) {
 	s := &Store{cfg: cfg, db: db, log: log, clock: clock, done: make(chan struct{}),
 		commitCh: make(chan *commitReq), stopCommitter: make(chan struct{}), committerDone: make(chan struct{})}
 	go s.committer()
-	if err := s.sweepPending(); err != nil {
+	if err := s.sweepPending(); errors.Is(err, lazaret.ErrDiskFull) {
+		// Leftover chunks are invisible; a later Open sweeps them. A node
+		// restarted on a full disk must still come up and serve reads.
+		log.Warn("unfinished writes left for a later start: disk full", "err", err)
+	} else if err != nil {
 		s.stopCommitting()
 		_ = db.Close()
 		return nil, fmt.Errorf("objstore.Open %s: sweeping unfinished writes: %w", cfg.Dir, err)
