@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,6 +112,16 @@ func TestDiskFullNode(t *testing.T) {
 	}
 	if code, h := health(); code == http.StatusOK || !strings.Contains(h, "disk full") {
 		t.Errorf("/health on a full disk: %d %s", code, h)
+	}
+
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if m := regexp.MustCompile(`(?m)^lazaret_store_disk_full_refusals_total ([0-9.e+]+)$`).FindSubmatch(metrics); m == nil || string(m[1]) == "0" {
+		t.Errorf("/metrics on a full disk: refusals %q", m)
 	}
 
 	// Another tenant takes the last block too: still refused, still alive.
