@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -434,7 +435,9 @@ func TestCLIRelativeSocketAndDataInUse(t *testing.T) {
 	t.Chdir(dir)
 	id := strings.TrimSpace(ok(t, nil, []byte("Subject: x\r\n\r\nhi\r\n"), "put", "--socket", "n1/s.sock"))
 	ok(t, map[string]string{"LAZARET_SOCKET": "n1/s.sock"}, nil, "stat", id)
-	ok(t, nil, nil, "status", "--socket", "./n1/s.sock")
+	if out := ok(t, nil, nil, "status", "--socket", "./n1/s.sock"); !regexp.MustCompile(`retention +30 days`).MatchString(out) {
+		t.Errorf("status does not give the retention in days:\n%s", out)
+	}
 
 	fails(t, nil, nil, 1, []string{"data directory in use by pid", strconv.Itoa(os.Getpid())},
 		"serve", "--data", filepath.Join(dir, "data"), "--socket", filepath.Join(dir, "other.sock"))

@@ -411,7 +411,7 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "data\t%s\n", st.DataDir)
 		fmt.Fprintf(tw, "messages\t%d\n", st.Messages)
 		fmt.Fprintf(tw, "bytes\t%d (on disk %d)\n", st.Bytes, st.DiskBytes)
-		fmt.Fprintf(tw, "retention\t%s\n", st.Retention)
+		fmt.Fprintf(tw, "retention\t%s\n", humanDuration(st.Retention))
 		fmt.Fprintf(tw, "health\t%s\n", health)
 		printIndexStatus(tw, st.Index) // index.go
 		printLag(tw, st.Lag)
@@ -497,4 +497,17 @@ func printLag(w io.Writer, l *lazaret.ReplicationLag) {
 		}
 		fmt.Fprintf(w, "sync with node %d\t%s\n", p.Node, line)
 	}
+}
+
+// humanDuration writes whole days as days ("30 days"), anything else as Go
+// does ("36h0m0s").
+func humanDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d > 0 && d%day == 0 {
+		if d == day {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
 }
