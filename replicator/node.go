@@ -139,8 +139,11 @@ func (n *Node) putLocal(ctx context.Context, req lazaret.PutRequest, body io.Rea
 
 	var hdr lazaret.HeaderCapture
 	limited := &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1}
-	size, err := io.Copy(io.MultiWriter(w, &hdr), limited)
+	sw := &writeErr{w: w}
+	size, err := io.Copy(io.MultiWriter(sw, &hdr), limited)
 	switch {
+	case sw.err != nil:
+		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("storing body: %w", lazaret.Temporary(sw.err))}
 	case err != nil:
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("reading body: %w", err)}
 	case size > n.cfg.MaxMessageSize:
@@ -382,6 +385,21 @@ func or(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// writeErr remembers the error of its writer, so that a failed copy can
+// tell a store that refused (disk full) from a writer that went away.
+type writeErr struct {
+	w   io.Writer
+	err error
+}
+
+func (e *writeErr) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // ctxReader stops a body copy as soon as the request is cancelled.
