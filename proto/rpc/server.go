@@ -125,6 +125,9 @@ func (s *Server) Put(stream grpc.ClientStreamingServer[pb.PutRequest, pb.PutResp
 	if meta == nil {
 		return status.Error(codes.InvalidArgument, "put: the first message must carry meta, not a body chunk")
 	}
+	if meta.GetExpectedSize() < 0 {
+		return status.Errorf(codes.InvalidArgument, "put: %v: expected_size %d is negative", lazaret.ErrInvalidArgument, meta.GetExpectedSize())
+	}
 	body := &streamReader{recv: stream.Recv, expect: meta.GetExpectedSize()}
 	m, err := s.q.Put(stream.Context(), putMetaFromPB(meta), body)
 	if err != nil {

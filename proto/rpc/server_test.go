@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
@@ -430,6 +432,22 @@ func TestPutBadStreams(t *testing.T) {
 			{Part: &pb.PutRequest_Meta{Meta: &pb.PutMeta{Recipients: []string{"a b@example.com"}}}},
 			{Part: &pb.PutRequest_Chunk{Chunk: []byte("hi")}},
 		}, "recipient"},
+		{"NaN score", []*pb.PutRequest{
+			{Part: &pb.PutRequest_Meta{Meta: &pb.PutMeta{Verdict: &pb.Verdict{Score: math.NaN()}}}},
+			{Part: &pb.PutRequest_Chunk{Chunk: []byte("hi")}},
+		}, "NaN"},
+		{"bad client IP", []*pb.PutRequest{
+			{Part: &pb.PutRequest_Meta{Meta: &pb.PutMeta{ClientIp: "999.1.2.3"}}},
+			{Part: &pb.PutRequest_Chunk{Chunk: []byte("hi")}},
+		}, "client IP"},
+		{"year 20000", []*pb.PutRequest{
+			{Part: &pb.PutRequest_Meta{Meta: &pb.PutMeta{Received: &timestamppb.Timestamp{Seconds: 569_000_000_000}}}},
+			{Part: &pb.PutRequest_Chunk{Chunk: []byte("hi")}},
+		}, "received"},
+		{"negative expected size", []*pb.PutRequest{
+			{Part: &pb.PutRequest_Meta{Meta: &pb.PutMeta{ExpectedSize: -5}}},
+			{Part: &pb.PutRequest_Chunk{Chunk: []byte("hi")}},
+		}, "expected_size"},
 	} {
 		stream, err := raw.Put(ctx)
 		if err != nil {
