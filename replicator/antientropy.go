@@ -22,6 +22,7 @@ import (
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
 	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/replicator/member"
 	"github.com/lazaret/lazaret/replicator/reconcile"
 )
 
@@ -1046,7 +1047,7 @@ func (n *Node) RemoveNode(ctx context.Context, number int) ([]RemovedNode, error
 	for _, m := range n.cl.members.Members() {
 		if m.Number == number {
 			name = m.Name
-			if m.State == MemberAlive {
+			if m.State == member.Alive {
 				return nil, &lazaret.Error{Op: op, Err: fmt.Errorf("%w: node %d (%s) is alive: stop it before retiring it", lazaret.ErrConflict, number, m.Name)}
 			}
 		}

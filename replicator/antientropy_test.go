@@ -21,6 +21,7 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // fastAE is an anti-entropy configuration for tests: rounds every
@@ -628,7 +629,7 @@ func TestRepairResumes(t *testing.T) {
 }
 
 func TestFillTargets(t *testing.T) {
-	members := []Member{{Name: "a", Number: 1}, {Name: "b", Number: 2}, {Name: "c", Number: 3}, {Name: "d", Number: 4}, {Name: "e", Number: 5}}
+	members := []member.Member{{Name: "a", Number: 1}, {Name: "b", Number: 2}, {Name: "c", Number: 3}, {Name: "d", Number: 4}, {Name: "e", Number: 5}}
 	id := lazaret.ID("1wShJQ-000000-01")
 	ranked := rankMembers(id, members)
 	pl := lazaret.Placement{K: 2, M: 1, Shards: []lazaret.ShardLoc{{Index: 0, Node: ranked[0].Number}, {Index: 1, Node: ranked[1].Number}, {Index: 2, Node: ranked[2].Number}}}

@@ -18,6 +18,7 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // fakeNet is an in-process cluster network: membership as a test sets it,
@@ -26,7 +27,7 @@ import (
 // failed in every member's view.
 type fakeNet struct {
 	mu       sync.Mutex
-	members  map[int]Member
+	members  map[int]member.Member
 	down     map[int]bool
 	lis      map[int]*bufconn.Listener
 	conns    map[int]*grpc.ClientConn
@@ -34,7 +35,7 @@ type fakeNet struct {
 }
 
 func newFakeNet() *fakeNet {
-	return &fakeNet{members: map[int]Member{}, down: map[int]bool{}, lis: map[int]*bufconn.Listener{}, conns: map[int]*grpc.ClientConn{}, putHooks: map[int]putShardHook{}}
+	return &fakeNet{members: map[int]member.Member{}, down: map[int]bool{}, lis: map[int]*bufconn.Listener{}, conns: map[int]*grpc.ClientConn{}, putHooks: map[int]putShardHook{}}
 }
 
 // putShardHook runs in a node's PutShard handler before each message of
@@ -61,9 +62,9 @@ func (f *fakeNet) setDown(number int, down bool) {
 	defer f.mu.Unlock()
 	f.down[number] = down
 	m := f.members[number]
-	m.State = MemberAlive
+	m.State = member.Alive
 	if down {
-		m.State = MemberFailed
+		m.State = member.Failed
 	}
 	f.members[number] = m
 }
@@ -73,16 +74,16 @@ type fakeMembership struct {
 	self int
 }
 
-func (m fakeMembership) Self() Member {
+func (m fakeMembership) Self() member.Member {
 	m.net.mu.Lock()
 	defer m.net.mu.Unlock()
 	return m.net.members[m.self]
 }
 
-func (m fakeMembership) Members() []Member {
+func (m fakeMembership) Members() []member.Member {
 	m.net.mu.Lock()
 	defer m.net.mu.Unlock()
-	out := make([]Member, 0, len(m.net.members))
+	out := make([]member.Member, 0, len(m.net.members))
 	for i := 1; i <= len(m.net.members)+16; i++ {
 		if mb, ok := m.net.members[i]; ok {
 			out = append(out, mb)
@@ -169,7 +170,7 @@ func newTestCluster(t testing.TB, n int, sync bool, edit func(*Config), opts ...
 	t.Helper()
 	tc := &testCluster{t: t, net: newFakeNet()}
 	for i := 1; i <= n; i++ {
-		tc.net.members[i] = Member{Name: fmt.Sprintf("node%d", i), Number: i, PeerAddr: fmt.Sprintf("bufconn:%d", i), State: MemberAlive}
+		tc.net.members[i] = member.Member{Name: fmt.Sprintf("node%d", i), Number: i, PeerAddr: fmt.Sprintf("bufconn:%d", i), State: member.Alive}
 	}
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("LAZARET_TEST_LOG") != "" {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // clusterNode is the cluster side of a Node: membership, peers, the code
@@ -18,8 +19,8 @@ import (
 // nil on a single node.
 type clusterNode struct {
 	cfg     ClusterConfig // with defaults applied
-	members Membership
-	peers   PeerDialer
+	members member.Membership
+	peers   member.PeerDialer
 	policy  Code // zero: by cluster size
 	codecs  codecs
 	push    *pusher
@@ -230,24 +231,24 @@ func (cl *clusterNode) isBad(id lazaret.ID, index int, now time.Time) bool {
 
 // liveMembers returns every member and the subset that is alive, with this
 // node always counted alive (it is running this code).
-func (cl *clusterNode) liveMembers() (all, alive []Member, self Member) {
+func (cl *clusterNode) liveMembers() (all, alive []member.Member, self member.Member) {
 	self = cl.members.Self()
-	all = slices.DeleteFunc(cl.members.Members(), func(m Member) bool {
+	all = slices.DeleteFunc(cl.members.Members(), func(m member.Member) bool {
 		return m.Number != self.Number && cl.isRemoved(m.Number) // retired: out of placement
 	})
 	foundSelf := false
 	for i, m := range all {
 		if m.Number == self.Number {
 			foundSelf = true
-			all[i].State = MemberAlive
-			m.State = MemberAlive
+			all[i].State = member.Alive
+			m.State = member.Alive
 		}
-		if m.State == MemberAlive {
+		if m.State == member.Alive {
 			alive = append(alive, m)
 		}
 	}
 	if !foundSelf {
-		self.State = MemberAlive
+		self.State = member.Alive
 		all = append(all, self)
 		alive = append(alive, self)
 	}
@@ -261,7 +262,7 @@ func (cl *clusterNode) isAlive(number int) bool {
 	}
 	for _, m := range cl.members.Members() {
 		if m.Number == number {
-			return m.State == MemberAlive
+			return m.State == member.Alive
 		}
 	}
 	return false

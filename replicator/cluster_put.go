@@ -11,6 +11,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // Write guarantees
@@ -141,9 +142,9 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		n.log.Warn("put: too few nodes alive for the write quorum; keeping the body whole here (under-protected)",
 			"id", id, "alive", len(alive), "code", code.String(), "quorum", quorum)
 		code, quorum, under = Code{K: 1, M: 0}, 1, true
-		targets = []Member{self}
+		targets = []member.Member{self}
 	}
-	selfTarget := slices.ContainsFunc(targets, func(m Member) bool { return m.Number == self.Number })
+	selfTarget := slices.ContainsFunc(targets, func(m member.Member) bool { return m.Number == self.Number })
 	var spool *bodySpool
 	if !cl.cfg.Strict && !(code.K == 1 && selfTarget) {
 		spool = newBodySpool(cl.cfg.SpoolDir)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // errDiscarded ends a runner whose shard the put does not keep.
@@ -25,7 +26,7 @@ type shardPut struct {
 }
 
 // startShards starts a runner per target: shard i on targets[i].
-func (n *Node) startShards(id lazaret.ID, code Code, chunk int, targets []Member) (*shardPut, error) {
+func (n *Node) startShards(id lazaret.ID, code Code, chunk int, targets []member.Member) (*shardPut, error) {
 	p := &shardPut{n: n, id: id, code: code, chunk: chunk, results: make(chan *shardRunner, len(targets))}
 	self := n.cfg.NodeNumber
 	for i, t := range targets {

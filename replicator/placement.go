@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // Placement by rendezvous (highest-random-weight) hashing: every member gets
@@ -41,10 +42,10 @@ func rendezvousWeight(id lazaret.ID, name string) uint64 {
 
 // rankMembers returns the members ordered by decreasing weight for id (ties,
 // which need a 64-bit collision, by name). It does not filter by state.
-func rankMembers(id lazaret.ID, members []Member) []Member {
+func rankMembers(id lazaret.ID, members []member.Member) []member.Member {
 	type ranked struct {
 		w uint64
-		m Member
+		m member.Member
 	}
 	r := make([]ranked, len(members))
 	for i, m := range members {
@@ -56,7 +57,7 @@ func rankMembers(id lazaret.ID, members []Member) []Member {
 		}
 		return cmp.Compare(a.m.Name, b.m.Name)
 	})
-	out := make([]Member, len(r))
+	out := make([]member.Member, len(r))
 	for i, x := range r {
 		out[i] = x.m
 	}
@@ -66,11 +67,11 @@ func rankMembers(id lazaret.ID, members []Member) []Member {
 // placeShards returns the nodes for the shards of message id: the n alive
 // members with the highest weights, shard i on the i-th. Fewer are returned
 // when fewer than n are alive. Duplicate names count once.
-func placeShards(id lazaret.ID, members []Member, n int) []Member {
-	alive := make([]Member, 0, len(members))
+func placeShards(id lazaret.ID, members []member.Member, n int) []member.Member {
+	alive := make([]member.Member, 0, len(members))
 	seen := make(map[string]bool, len(members))
 	for _, m := range members {
-		if m.State == MemberAlive && !seen[m.Name] {
+		if m.State == member.Alive && !seen[m.Name] {
 			seen[m.Name] = true
 			alive = append(alive, m)
 		}

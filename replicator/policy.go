@@ -7,6 +7,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // Code is an erasure code: a body is cut into K data shards and M parity
@@ -86,13 +87,13 @@ func DefaultCode(n int) Code {
 
 // clusterCode returns the code for new messages: the configured one, or the
 // default for the cluster's size.
-func clusterCode(policy Code, members []Member) Code {
+func clusterCode(policy Code, members []member.Member) Code {
 	if policy.K > 0 {
 		return policy
 	}
 	n := 0
 	for _, m := range members {
-		if m.State != MemberLeft {
+		if m.State != member.Left {
 			n++
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // Repair (docs/antientropy.md, "Repair")
@@ -449,7 +450,7 @@ func (r *repairer) check(ctx context.Context, id lazaret.ID, verify bool) error 
 
 // firstTarget returns the target of the lowest index in targets: the one
 // node that fills all of them (see fill).
-func firstTarget(targets map[int]Member) (Member, bool) {
+func firstTarget(targets map[int]member.Member) (member.Member, bool) {
 	lowest := -1
 	for idx := range targets {
 		if lowest < 0 || idx < lowest {
@@ -457,7 +458,7 @@ func firstTarget(targets map[int]Member) (Member, bool) {
 		}
 	}
 	if lowest < 0 {
-		return Member{}, false
+		return member.Member{}, false
 	}
 	return targets[lowest], true
 }
@@ -485,7 +486,7 @@ func (n *Node) verifyLocalShard(id lazaret.ID, loc lazaret.ShardLoc) error {
 // members (not retired) in rendezvous order for id, skipping those that
 // hold a shard of the message already; indices in ascending order take
 // them in turn. Indices left without a target (too few nodes) are absent.
-func fillTargets(id lazaret.ID, pl lazaret.Placement, alive []Member, removed func(int) bool) map[int]Member {
+func fillTargets(id lazaret.ID, pl lazaret.Placement, alive []member.Member, removed func(int) bool) map[int]member.Member {
 	code := Code{pl.K, pl.M}
 	used := map[int]bool{}
 	placed := map[int]bool{}
@@ -495,14 +496,14 @@ func fillTargets(id lazaret.ID, pl lazaret.Placement, alive []Member, removed fu
 			placed[s.Index] = true
 		}
 	}
-	var eligible []Member
+	var eligible []member.Member
 	for _, m := range alive {
 		if !removed(m.Number) {
 			eligible = append(eligible, m)
 		}
 	}
 	ranked := rankMembers(id, eligible)
-	out := map[int]Member{}
+	out := map[int]member.Member{}
 	next := 0
 	for idx := range code.Shards() {
 		if placed[idx] {
@@ -692,7 +693,7 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 // dropping each other's shards through lazaret.Merge rule 4 (the newer
 // placement wins whole). A target that failed is left unplaced and the
 // check is retried.
-func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, targets map[int]Member, infos []objstore.ShardInfo) error {
+func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, targets map[int]member.Member, infos []objstore.ShardInfo) error {
 	n := r.n
 	self := n.cfg.NodeNumber
 	code := Code{pl.K, pl.M}
@@ -868,7 +869,7 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	}
 	// This node, if a target, takes shard 0: committing it replaces the
 	// whole copy (also shard 0) in the same transaction as the placement.
-	if i := slices.IndexFunc(targets, func(t Member) bool { return t.Number == self.Number }); i > 0 {
+	if i := slices.IndexFunc(targets, func(t member.Member) bool { return t.Number == self.Number }); i > 0 {
 		t := targets[i]
 		copy(targets[1:i+1], targets[:i])
 		targets[0] = t

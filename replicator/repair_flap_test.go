@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // setState sets node number's membership state as every member sees it,
 // without touching its connections: gossip flapping on a healthy network.
-func (f *fakeNet) setState(number int, st MemberState) {
+func (f *fakeNet) setState(number int, st member.State) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	m := f.members[number]
@@ -32,7 +33,7 @@ func TestRepairFillUnderFlappingMembership(t *testing.T) {
 	tc := newTestCluster(t, 5, false, fastAE)
 	// Cut node 3's link; membership still shows it alive.
 	tc.net.setDown(3, true)
-	tc.net.setState(3, MemberAlive)
+	tc.net.setState(3, member.Alive)
 	n1, n3 := tc.node(1).node, tc.node(3).node
 	rng := rand.New(rand.NewPCG(3, 5))
 	bodies := putN(t, ctx, n3, rng, 20, func() int { return 2000 + rng.IntN(2000) })
@@ -49,9 +50,9 @@ func TestRepairFillUnderFlappingMembership(t *testing.T) {
 		if n == 3 {
 			continue
 		}
-		tc.net.setState(n, MemberSuspect)
+		tc.net.setState(n, member.Suspect)
 		time.Sleep(time.Duration(5+rng.IntN(30)) * time.Millisecond)
-		tc.net.setState(n, MemberAlive)
+		tc.net.setState(n, member.Alive)
 		time.Sleep(time.Duration(rng.IntN(10)) * time.Millisecond)
 	}
 	start := time.Now()
@@ -99,7 +100,7 @@ func TestRepairFillUnderFlappingMembership(t *testing.T) {
 // that has not caught up.
 func (tc *testCluster) cutLink(number int, cut bool) {
 	tc.net.setDown(number, cut)
-	tc.net.setState(number, MemberAlive)
+	tc.net.setState(number, member.Alive)
 }
 
 // waitPushed waits until every change node tn queued for pushing was tried.

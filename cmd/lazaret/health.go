@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // problems lists what is wrong in sn by the thresholds of c, one line each,
@@ -45,7 +45,7 @@ func (c HealthConfig) problems(sn snapshot) []string {
 	if sn.clustered {
 		var failed []string
 		for _, m := range sn.members {
-			if m.State == replicator.MemberFailed {
+			if m.State == member.Failed {
 				failed = append(failed, fmt.Sprintf("%d (%s)", m.Number, m.Name))
 			}
 		}
@@ -88,7 +88,7 @@ func (c HealthConfig) reconcileProblem(sn snapshot) string {
 	}
 	alive := 0
 	for _, m := range sn.members {
-		if m.State == replicator.MemberAlive {
+		if m.State == member.Alive {
 			alive++
 		}
 	}

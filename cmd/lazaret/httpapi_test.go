@@ -24,6 +24,7 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // httpAddr waits for serve to print where its HTTP endpoint listens.
@@ -408,10 +409,10 @@ func (f fakeReplica) PeerSyncs() []replicator.PeerSync { return f.syncs }
 // Each threshold is named when crossed, and only then.
 func TestHealthProblems(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	members := []replicator.Member{
-		{Number: 1, Name: "mx1", State: replicator.MemberAlive}, {Number: 2, Name: "mx2", State: replicator.MemberFailed},
-		{Number: 3, Name: "mx3", State: replicator.MemberAlive}, {Number: 4, Name: "mx4", State: replicator.MemberLeft},
-		{Number: 5, Name: "mx5", State: replicator.MemberAlive},
+	members := []member.Member{
+		{Number: 1, Name: "mx1", State: member.Alive}, {Number: 2, Name: "mx2", State: member.Failed},
+		{Number: 3, Name: "mx3", State: member.Alive}, {Number: 4, Name: "mx4", State: member.Left},
+		{Number: 5, Name: "mx5", State: member.Alive},
 	}
 	base := func() HealthConfig {
 		c := defaultHealthConfig()
@@ -446,22 +447,22 @@ func TestHealthProblems(t *testing.T) {
 				return &lazaret.IndexStatus{Backlog: 1500, BacklogAge: 400 * time.Second}
 			}},
 			[]string{"postgres outbox: 1500 changes (threshold 1000)", "postgres outbox: oldest change waiting 400s (threshold 300s)"}},
-		{"members", nil, sources{store: fakeStore{}, node: fakeReplica{}, members: func() []replicator.Member { return members }},
+		{"members", nil, sources{store: fakeStore{}, node: fakeReplica{}, members: func() []member.Member { return members }},
 			[]string{"cluster: 1 of 5 members failed: 2 (mx2) (threshold 0)"}},
 		{"members tolerated", func(c *HealthConfig) { c.MaxFailedMembers = 1 },
-			sources{store: fakeStore{}, node: fakeReplica{}, members: func() []replicator.Member { return members }}, nil},
+			sources{store: fakeStore{}, node: fakeReplica{}, members: func() []member.Member { return members }}, nil},
 		{"reconciled", nil, sources{store: fakeStore{}, node: fakeReplica{syncs: []replicator.PeerSync{{Node: 3, LastSuccess: now.Add(-400 * time.Second)}, {Node: 5, LastSuccess: now.Add(-20 * time.Second)}}},
-			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)}, nil},
+			members: func() []member.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)}, nil},
 		{"reconcile old", nil, sources{store: fakeStore{}, node: fakeReplica{syncs: []replicator.PeerSync{{Node: 3, LastSuccess: now.Add(-400 * time.Second)}}},
-			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)},
+			members: func() []member.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)},
 			[]string{"last metadata reconciliation 400s ago (threshold 300s)"}},
 		{"reconcile never", nil, sources{store: fakeStore{}, node: fakeReplica{},
-			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)},
+			members: func() []member.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)},
 			[]string{"no metadata reconciliation with any peer since start 3600s ago (threshold 300s)"}},
 		{"reconcile grace", nil, sources{store: fakeStore{}, node: fakeReplica{},
-			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Minute)}, nil},
+			members: func() []member.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Minute)}, nil},
 		{"reconcile alone", nil, sources{store: fakeStore{}, node: fakeReplica{},
-			members: func() []replicator.Member { return members[:1:1] }, started: now.Add(-time.Hour)}, nil},
+			members: func() []member.Member { return members[:1:1] }, started: now.Add(-time.Hour)}, nil},
 		{"disk", func(c *HealthConfig) { c.MinFreeDisk = 1 << 62 }, sources{store: fakeStore{}, node: fakeReplica{}},
 			[]string{"free disk: "}},
 	} {
@@ -491,8 +492,8 @@ func TestNodeCollectorCluster(t *testing.T) {
 	src := &sources{store: fakeStore{}, self: 1, started: now,
 		node: fakeReplica{under: 3, oldest: now.Add(-90 * time.Second), corrupt: 2,
 			syncs: []replicator.PeerSync{{Node: 3, LastSuccess: synced, Differences: 7, Bytes: 900, Rounds: 11}, {Node: 2, Rounds: 0}}},
-		members: func() []replicator.Member {
-			return []replicator.Member{{Number: 1, State: replicator.MemberAlive}, {Number: 2, State: replicator.MemberFailed}, {Number: 3, State: replicator.MemberAlive}}
+		members: func() []member.Member {
+			return []member.Member{{Number: 1, State: member.Alive}, {Number: 2, State: member.Failed}, {Number: 3, State: member.Alive}}
 		}}
 	cfg := DefaultConfig()
 	cfg.Health.MinFreeDisk = 0

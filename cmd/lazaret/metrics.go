@@ -14,6 +14,7 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // newRegistry returns the node's own Prometheus registry with the Go
@@ -231,7 +232,7 @@ type replicaSource interface {
 type sources struct {
 	store   storeSource
 	node    replicaSource
-	members func() []replicator.Member  // nil on a node without a cluster
+	members func() []member.Member      // nil on a node without a cluster
 	index   func() *lazaret.IndexStatus // nil without a PostgreSQL index
 	self    int                         // this node's number
 	started time.Time                   // when the node started
@@ -255,7 +256,7 @@ type snapshot struct {
 	started           time.Time // when the node started (reconciliation grace)
 
 	clustered bool
-	members   []replicator.Member
+	members   []member.Member
 	index     *lazaret.IndexStatus
 }
 
@@ -385,7 +386,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range sn.members {
 			byState[m.State.String()]++
 			v := 0.0
-			if m.State == replicator.MemberAlive {
+			if m.State == member.Alive {
 				v = 1
 			}
 			if m.Number != src.self {

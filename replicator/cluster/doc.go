@@ -13,6 +13,6 @@
 // for every method except Join, which a new node calls with the token and a
 // certificate request, over TLS pinned to the CA it was given out of band.
 //
-// It implements replicator.Membership and replicator.PeerDialer; the data
+// It implements member.Membership and member.PeerDialer; the data
 // path (package replicator) implements the rest of the peer API.
 package cluster
