@@ -21,7 +21,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/proto/wire"
 	"github.com/lazaret/lazaret/replicator/member"
 	"github.com/lazaret/lazaret/replicator/reconcile"
 )
@@ -490,7 +490,7 @@ func (ae *antiEntropy) initiate(ctx context.Context, peer int) (sessionResult, e
 	defer cancel()
 	stream, err := client.Reconcile(ctx)
 	if err != nil {
-		return sessionResult{}, peerError(err)
+		return sessionResult{}, wire.PeerError(err)
 	}
 	rd := readFrames(stream)
 	res, err := ae.session(ctx, stream, rd, nil)
@@ -498,13 +498,13 @@ func (ae *antiEntropy) initiate(ctx context.Context, peer int) (sessionResult, e
 		return res, err
 	}
 	if err := stream.CloseSend(); err != nil {
-		return res, peerError(err)
+		return res, wire.PeerError(err)
 	}
 	if _, err := rd.next(ctx); err != io.EOF {
 		if err == nil {
 			return res, fmt.Errorf("%w: node %d sent frames after its session ended", lazaret.ErrUnavailable, peer)
 		}
-		return res, peerError(err)
+		return res, wire.PeerError(err)
 	}
 	return res, nil
 }
@@ -533,7 +533,7 @@ func (h *PeerHandler) Reconcile(stream grpc.BidiStreamingServer[pb.ReconcileFram
 	start := h.n.clock.Now()
 	res, err := ae.session(stream.Context(), stream, readFrames(stream), first)
 	ae.record(peer, start, res, err)
-	return peerStatus(err)
+	return wire.Status(err)
 }
 
 // frameStream is either end of a Reconcile stream.
@@ -619,7 +619,7 @@ func (ae *antiEntropy) session(ctx context.Context, st frameStream, rd *frameRea
 	send := func(f *pb.ReconcileFrame) error {
 		res.sent += int64(proto.Size(f))
 		if err := st.Send(f); err != nil {
-			return peerError(err)
+			return wire.PeerError(err)
 		}
 		return nil
 	}
@@ -647,7 +647,7 @@ func (ae *antiEntropy) session(ctx context.Context, st frameStream, rd *frameRea
 				if err == io.EOF {
 					return res, fmt.Errorf("%w: peer ended the session early", lazaret.ErrUnavailable)
 				}
-				return res, peerError(err)
+				return res, wire.PeerError(err)
 			}
 		}
 		res.recv += int64(proto.Size(f))
@@ -744,7 +744,7 @@ func (ae *antiEntropy) recordFrames(keys []string) ([][]*pb.Message, error) {
 				ae.forget(ids[i])
 				continue
 			}
-			recs = append(recs, rpc.MessageToPB(m))
+			recs = append(recs, wire.MessageToPB(m))
 		}
 		if len(recs) > 0 {
 			out = append(out, recs)
@@ -778,7 +778,7 @@ func (ae *antiEntropy) mergeRecords(ctx context.Context, recs []*pb.Message, res
 		sem  = make(chan struct{}, 8)
 	)
 	for _, p := range recs {
-		m := rpc.MessageFromPB(p)
+		m := wire.MessageFromPB(p)
 		if m.Received.Before(horizon) {
 			continue
 		}
@@ -1073,7 +1073,7 @@ func (n *Node) RemovedNodes() []RemovedNode {
 func (h *PeerHandler) RemoveNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.RemoveNodeResponse, error) {
 	list, err := h.n.RemoveNode(ctx, int(req.GetNumber()))
 	if err != nil {
-		return nil, peerStatus(err)
+		return nil, wire.Status(err)
 	}
 	resp := &pb.RemoveNodeResponse{}
 	for _, r := range list {

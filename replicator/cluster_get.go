@@ -9,6 +9,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // openCluster returns a reader of m's body on a member of a cluster: it
@@ -120,12 +121,12 @@ func (n *Node) openRemoteShard(ctx context.Context, id lazaret.ID, loc lazaret.S
 	stream, err := client.GetShard(ctx, &pb.GetShardRequest{Id: string(id), Index: int32(loc.Index)})
 	if err != nil {
 		cancel()
-		return nil, peerError(err)
+		return nil, wire.PeerError(err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
 		cancel()
-		return nil, peerError(err)
+		return nil, wire.PeerError(err)
 	}
 	h := first.GetHeader()
 	if h == nil || h.GetId() != string(id) || int(h.GetIndex()) != loc.Index {
@@ -154,7 +155,7 @@ func (r *remoteShardReader) Read(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			r.err = peerError(err)
+			r.err = wire.PeerError(err)
 			continue
 		}
 		r.buf = msg.GetChunk()

@@ -11,6 +11,7 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // maxWireChunk caps the data in one PutShard/GetShard message, well below
@@ -88,7 +89,7 @@ func (n *Node) newRemoteSink(ctx context.Context, id lazaret.ID, c Code, index, 
 	}
 	stream, err := client.PutShard(ctx)
 	if err != nil {
-		return nil, peerError(err)
+		return nil, wire.PeerError(err)
 	}
 	hdr := &pb.ShardHeader{Id: string(id), Index: int32(index), K: int32(c.K), M: int32(c.M), BodySize: -1, ChunkSize: int32(chunk)}
 	if err := stream.Send(&pb.PutShardRequest{Part: &pb.PutShardRequest_Header{Header: hdr}}); err != nil {
@@ -116,10 +117,10 @@ func (s *remoteSink) write(p []byte) error {
 func (s *remoteSink) recvErr(err error) error {
 	if err == io.EOF {
 		if _, rerr := s.stream.CloseAndRecv(); rerr != nil {
-			return peerError(rerr)
+			return wire.PeerError(rerr)
 		}
 	}
-	return peerError(err)
+	return wire.PeerError(err)
 }
 
 func (s *remoteSink) finish(bodySize int64) (lazaret.ShardLoc, error) {
@@ -132,7 +133,7 @@ func (s *remoteSink) finish(bodySize int64) (lazaret.ShardLoc, error) {
 	}
 	resp, err := s.stream.CloseAndRecv()
 	if err != nil {
-		return lazaret.ShardLoc{}, peerError(err)
+		return lazaret.ShardLoc{}, wire.PeerError(err)
 	}
 	if resp.GetSize() != s.size || !bytes.Equal(resp.GetSha256(), sum[:]) {
 		return lazaret.ShardLoc{}, fmt.Errorf("%w: node %d stored shard %d as %d bytes SHA-256 %x, sent %d bytes %x", lazaret.ErrCorrupt, s.node, s.index, resp.GetSize(), resp.GetSha256(), s.size, sum)
@@ -152,7 +153,7 @@ func (s *remoteSink) abort() {
 		ctx, cancel := context.WithTimeout(s.n.cl.ctx, s.n.cl.cfg.PeerTimeout)
 		_, err = client.DeleteShards(ctx, &pb.DeleteShardsRequest{Id: string(s.id)})
 		cancel()
-		err = peerError(err)
+		err = wire.PeerError(err)
 	}
 	if err != nil {
 		s.n.log.Info("put: removing a shard that is not in the placement failed; retention removes it (as an orphan if the message has no metadata there)", "id", s.id, "node", s.node, "err", err)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // failMidStream makes node num's PutShard of id fail after the header and
@@ -138,7 +138,7 @@ func TestClusterQuorumLostMidPut(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, num := range []int{4, 5} {
-				if _, err := tc.node(num).node.PeerHandler().PushMeta(ctx, &pb.PushMetaRequest{Messages: []*pb.Message{rpc.MessageToPB(stored)}}); err != nil {
+				if _, err := tc.node(num).node.PeerHandler().PushMeta(ctx, &pb.PushMetaRequest{Messages: []*pb.Message{wire.MessageToPB(stored)}}); err != nil {
 					t.Fatalf("push to node %d: %v", num, err)
 				}
 			}

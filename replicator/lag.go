@@ -110,23 +110,6 @@ func (n *Node) lagToPB(resp *pb.NodeStatusResponse) {
 	}
 }
 
-// PeerSyncsFromPB converts the peer figures of a NodeStatus answer, for the
-// cluster status table.
-func PeerSyncsFromPB(ps []*pb.PeerSync) []lazaret.PeerSyncStatus {
-	out := make([]lazaret.PeerSyncStatus, 0, len(ps))
-	for _, p := range ps {
-		s := lazaret.PeerSyncStatus{Node: int(p.GetNode()), Differences: p.GetDifferences(), Bytes: p.GetBytes(), LastError: p.GetLastError()}
-		if p.GetLastSuccess() != nil {
-			s.LastSuccess = p.GetLastSuccess().AsTime()
-		}
-		if p.GetLastAttempt() != nil {
-			s.LastAttempt = p.GetLastAttempt().AsTime()
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
 // clipLag shortens an error for a health line.
 func clipLag(s string) string {
 	if len(s) > 120 {

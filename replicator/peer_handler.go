@@ -13,7 +13,7 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // PeerHandler serves the data side of the peer API (lazaretpb.PeerServer)
@@ -46,7 +46,7 @@ func (n *Node) PeerHandler() *PeerHandler { return &PeerHandler{n: n} }
 func (h *PeerHandler) PutShard(stream grpc.ClientStreamingServer[pb.PutShardRequest, pb.PutShardResponse]) error {
 	info, err := h.putShard(stream)
 	if err != nil {
-		return peerStatus(err)
+		return wire.Status(err)
 	}
 	return stream.SendAndClose(&pb.PutShardResponse{Sha256: info.SHA256[:], Size: info.Size})
 }
@@ -118,7 +118,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 // also be the one its placement names (same size and SHA-256). The reader
 // checks the SHA-256 of what it receives against the placement as well.
 func (h *PeerHandler) GetShard(req *pb.GetShardRequest, stream grpc.ServerStreamingServer[pb.GetShardResponse]) error {
-	return peerStatus(h.getShard(req, stream))
+	return wire.Status(h.getShard(req, stream))
 }
 
 func (h *PeerHandler) getShard(req *pb.GetShardRequest, stream grpc.ServerStreamingServer[pb.GetShardResponse]) error {
@@ -172,10 +172,10 @@ func (h *PeerHandler) getShard(req *pb.GetShardRequest, stream grpc.ServerStream
 func (h *PeerHandler) DeleteShards(ctx context.Context, req *pb.DeleteShardsRequest) (*pb.DeleteShardsResponse, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, peerStatus(&lazaret.Error{Op: "peer.deleteshards", Err: err})
+		return nil, wire.Status(&lazaret.Error{Op: "peer.deleteshards", Err: err})
 	}
 	if err := h.n.store.DeleteShards(id); err != nil {
-		return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		return nil, wire.Status(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
 	}
 	return &pb.DeleteShardsResponse{}, nil
 }
@@ -185,11 +185,11 @@ func (h *PeerHandler) DeleteShards(ctx context.Context, req *pb.DeleteShardsRequ
 func (h *PeerHandler) PushMeta(ctx context.Context, req *pb.PushMetaRequest) (*pb.PushMetaResponse, error) {
 	ms := make([]*lazaret.Metadata, 0, len(req.GetMessages()))
 	for _, p := range req.GetMessages() {
-		ms = append(ms, rpc.MessageFromPB(p))
+		ms = append(ms, wire.MessageFromPB(p))
 	}
 	applied, err := h.n.applyPushed(ctx, ms)
 	if err != nil {
-		return nil, peerStatus(err)
+		return nil, wire.Status(err)
 	}
 	return &pb.PushMetaResponse{Applied: int32(applied)}, nil
 }
@@ -200,7 +200,7 @@ func (h *PeerHandler) PushMeta(ctx context.Context, req *pb.PushMetaRequest) (*p
 func (h *PeerHandler) NodeStatus(ctx context.Context, req *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
 	st, err := h.n.store.Stats()
 	if err != nil {
-		return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		return nil, wire.Status(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
 	}
 	count, bytes, oldest := h.n.UnderProtected()
 	resp := &pb.NodeStatusResponse{
