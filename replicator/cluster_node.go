@@ -287,24 +287,12 @@ func (n *Node) countCorrupt() {
 	}
 }
 
-// clusterHealth lists the cluster problems this node sees, for Status.
-func (n *Node) clusterHealth() []string {
+// ShortMetadataPuts returns how many puts were acknowledged before their
+// metadata reached enough shard holders since the node started (0 on a
+// single node).
+func (n *Node) ShortMetadataPuts() int64 {
 	if n.cl == nil {
-		return nil
+		return 0
 	}
-	var h []string
-	if count, bytes, oldest := n.UnderProtected(); count > 0 {
-		h = append(h, fmt.Sprintf("%d under-protected messages (%d bytes), oldest received %s", count, bytes, oldest.UTC().Format(time.RFC3339)))
-	}
-	if c := n.CorruptShards(); c > 0 {
-		h = append(h, fmt.Sprintf("%d shards failed their checksum since start", c))
-	}
-	if c := n.cl.metaShort.Load(); c > 0 {
-		h = append(h, fmt.Sprintf("%d puts acknowledged before their metadata reached enough shard holders (see the log)", c))
-	}
-	if _, dropped := n.PushBacklog(); dropped > 0 {
-		h = append(h, fmt.Sprintf("%d metadata pushes dropped (queue full)", dropped))
-	}
-	h = append(h, n.lagHealth()...)
-	return h
+	return n.cl.metaShort.Load()
 }

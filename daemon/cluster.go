@@ -1,9 +1,8 @@
-package main
+package daemon
 
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"github.com/lazaret/lazaret"
@@ -11,7 +10,7 @@ import (
 	"github.com/lazaret/lazaret/replicator/cluster"
 )
 
-// clusterSide is serve's cluster part: membership, the peer port and the
+// clusterSide is the daemon's cluster part: membership, the peer port and the
 // peer dialer. A nil *clusterSide is a node on its own; every method is a
 // no-op on it.
 type clusterSide struct {
@@ -20,21 +19,12 @@ type clusterSide struct {
 }
 
 // openCluster loads the node's credentials and prepares membership when
-// [cluster] is enabled; nothing listens until start.
-func openCluster(cfg Config, log *slog.Logger, clock lazaret.Clock) (*clusterSide, error) {
-	c := cfg.Cluster
-	if !c.Enabled {
+// the node is clustered (rc not nil); nothing listens until start.
+func openCluster(rc *cluster.RuntimeConfig, log *slog.Logger, clock lazaret.Clock) (*clusterSide, error) {
+	if rc == nil {
 		return nil, nil
 	}
-	rt, err := cluster.OpenRuntime(cluster.RuntimeConfig{
-		Dir:  cluster.Dir(c.Dir),
-		Name: cfg.Node.Name, Number: cfg.Node.Number,
-		PeerListen: c.PeerListen, PeerAdvertise: c.advertised(c.PeerListen),
-		GossipListen: c.GossipListen, GossipAdvertise: c.advertised(c.GossipListen),
-		Join: c.Join, Zone: c.Zone, Version: version, Policy: c.Policy,
-		SnapshotPath: filepath.Join(cfg.Store.Data, "serf.snapshot"),
-		Local:        c.GossipProfile == "local",
-	}, log, clock)
+	rt, err := cluster.OpenRuntime(*rc, log, clock)
 	if err != nil {
 		return nil, err
 	}
@@ -58,14 +48,6 @@ func (c *clusterSide) start(node *replicator.Node) error {
 	return c.rt.Start(node.PeerHandler())
 }
 
-// quarantine returns q, with Status listing the cluster's members.
-func (c *clusterSide) quarantine(q lazaret.Quarantine) lazaret.Quarantine {
-	if c == nil {
-		return q
-	}
-	return &clusterStatus{Quarantine: q, rt: c.rt}
-}
-
 // close leaves the cluster and stops the peer port.
 func (c *clusterSide) close() {
 	if c == nil {
@@ -76,22 +58,27 @@ func (c *clusterSide) close() {
 	c.rt.Close(ctx)
 }
 
-// clusterStatus adds every member, with the figures each alive member
-// reports over the peer API, to the node's status.
-type clusterStatus struct {
+// statusQuarantine completes the node's status: every cluster member,
+// with the figures each alive member reports over the peer API, and the
+// health problems (health.go), computed once from one reading.
+type statusQuarantine struct {
 	lazaret.Quarantine
-	rt *cluster.Runtime
+	cl     *clusterSide    // nil on a node on its own
+	health func() []string // the node's problems, one line each
 }
 
 // memberStatusTimeout bounds each member's NodeStatus answer.
 const memberStatusTimeout = 3 * time.Second
 
-// Status returns the node's status with Members filled in.
-func (s *clusterStatus) Status(ctx context.Context) (*lazaret.NodeStatus, error) {
+// Status returns the node's status with Members and Health filled in.
+func (s *statusQuarantine) Status(ctx context.Context) (*lazaret.NodeStatus, error) {
 	st, err := s.Quarantine.Status(ctx)
 	if err != nil {
 		return nil, err
 	}
-	st.Members = s.rt.Status(ctx, memberStatusTimeout)
+	if s.cl != nil {
+		st.Members = s.cl.rt.Status(ctx, memberStatusTimeout)
+	}
+	st.Health = s.health()
 	return st, nil
 }

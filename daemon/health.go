@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"fmt"
@@ -8,6 +8,15 @@ import (
 
 	"github.com/lazaret/lazaret/replicator/member"
 )
+
+// Health is computed here and nowhere else. The node's packages report
+// figures (objstore.Stats, replicator.Node's counters, membership, the
+// index feeder's status); a snapshot reads them once, and:
+//   - problems applies the thresholds: GET /health, the
+//     lazaret_health_problems metric;
+//   - statusHealth is what `lazaret status` lists: the problems, then one
+//     note for each condition that is not zero but crossed no threshold.
+// Each condition yields at most one line.
 
 // problems lists what is wrong in sn by the thresholds of c, one line each,
 // for GET /health, the lazaret_health_problems metric and `lazaret status`.
@@ -32,7 +41,7 @@ func (c HealthConfig) problems(sn snapshot) []string {
 		}
 	}
 	if c.MaxCorruptShards >= 0 && sn.corrupt > c.MaxCorruptShards {
-		p = append(p, fmt.Sprintf("corrupt shards since start: %d (threshold %d)", sn.corrupt, c.MaxCorruptShards))
+		p = append(p, fmt.Sprintf("corrupt shards since start: %d (threshold %d): shards that failed their checksum when read", sn.corrupt, c.MaxCorruptShards))
 	}
 	if ix := sn.index; ix != nil {
 		if c.MaxIndexBacklog >= 0 && ix.Backlog > c.MaxIndexBacklog {
@@ -58,6 +67,56 @@ func (c HealthConfig) problems(sn snapshot) []string {
 		}
 	}
 	return p
+}
+
+// underProblem tells whether the under-protected messages of sn cross a
+// threshold of c (problems then reports them).
+func (c HealthConfig) underProblem(sn snapshot) bool {
+	if sn.under == 0 {
+		return false
+	}
+	age := sn.at.Sub(sn.underOldest)
+	return (c.MaxUnderProtected >= 0 && sn.under > c.MaxUnderProtected) ||
+		(c.MaxUnderProtectedAge > 0 && age > c.MaxUnderProtectedAge)
+}
+
+// notes lists the cluster conditions of sn that are not zero but are not
+// problems by the thresholds of c: worth a line in `lazaret status`, not
+// a 503. A node on its own has none.
+func (c HealthConfig) notes(sn snapshot) []string {
+	if !sn.clustered {
+		return nil
+	}
+	var h []string
+	if sn.under > 0 && !c.underProblem(sn) {
+		h = append(h, fmt.Sprintf("%d under-protected messages (%d bytes), oldest received %s", sn.under, sn.underBytes, sn.underOldest.UTC().Format(time.RFC3339)))
+	}
+	if sn.corrupt > 0 && !(c.MaxCorruptShards >= 0 && sn.corrupt > c.MaxCorruptShards) {
+		h = append(h, fmt.Sprintf("%d shards failed their checksum since start", sn.corrupt))
+	}
+	if sn.metaShort > 0 {
+		h = append(h, fmt.Sprintf("%d puts acknowledged before their metadata reached enough shard holders (see the log)", sn.metaShort))
+	}
+	if sn.pushDropped > 0 {
+		h = append(h, fmt.Sprintf("%d metadata pushes dropped (queue full)", sn.pushDropped))
+	}
+	if sn.repairQueue > 0 {
+		h = append(h, fmt.Sprintf("%d messages wait for repair", sn.repairQueue))
+	}
+	for _, p := range sn.peerSyncs {
+		if p.LastError != "" {
+			h = append(h, fmt.Sprintf("last reconciliation with node %d failed: %s", p.Node, clip(p.LastError, 120)))
+		}
+	}
+	return h
+}
+
+// clip shortens s to at most n bytes for a health line.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
 }
 
 // seconds formats a duration as whole seconds, as the thresholds are read.
