@@ -21,6 +21,7 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/replicator/erasure"
 	"github.com/lazaret/lazaret/replicator/member"
 )
 
@@ -394,11 +395,11 @@ func TestUnderProtectedSpread(t *testing.T) {
 					return err
 				}
 				// 2+1, or 1+1 for bodies below the small-message threshold.
-				want := Code{2, 1}
+				want := erasure.Code{K: 2, M: 1}
 				if int64(len(bodies[id])) < DefaultSmallMessageThreshold {
-					want = Code{1, 1}
+					want = erasure.Code{K: 1, M: 1}
 				}
-				if m.Placement.UnderProtected || len(m.Placement.Shards) != want.Shards() || (Code{m.Placement.K, m.Placement.M}) != want {
+				if m.Placement.UnderProtected || len(m.Placement.Shards) != want.Shards() || (erasure.Code{K: m.Placement.K, M: m.Placement.M}) != want {
 					return fmt.Errorf("node %d: %s placement %+v", tn.num, id, m.Placement)
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lazaret/lazaret/replicator/erasure"
 	"github.com/lazaret/lazaret/replicator/member"
 )
 
@@ -108,7 +109,7 @@ func DefaultClusterConfig() ClusterConfig {
 
 // Validate reports the first invalid field, by name.
 func (c *ClusterConfig) Validate() error {
-	if _, err := ParsePolicy(c.Policy); err != nil {
+	if _, err := erasure.ParsePolicy(c.Policy); err != nil {
 		return err
 	}
 	switch {

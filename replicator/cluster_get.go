@@ -10,6 +10,7 @@ import (
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
 	"github.com/lazaret/lazaret/proto/wire"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // openCluster returns a reader of m's body on a member of a cluster: it
@@ -21,18 +22,18 @@ import (
 // node that holds it (GetShard 0 of the 1+0 code).
 func (n *Node) openCluster(ctx context.Context, m *lazaret.Metadata) (*lazaret.Metadata, io.ReadCloser, error) {
 	pl := bodyPlacement(m)
-	c := Code{K: pl.K, M: pl.M}
+	c := erasure.Code{K: pl.K, M: pl.M}
 	if err := c.Validate(); err != nil || len(pl.Shards) == 0 {
 		return nil, nil, &lazaret.Error{Op: "get", ID: m.ID, Err: fmt.Errorf("%w: placement %v with %d shards", lazaret.ErrCorrupt, c, len(pl.Shards))}
 	}
-	enc, err := n.cl.codecs.get(c)
+	enc, err := n.cl.codecs.Get(c)
 	if err != nil {
 		return nil, nil, &lazaret.Error{Op: "get", ID: m.ID, Err: err}
 	}
-	r := newStripeReader(ctx, m.ID, pl, m.Size, m.SHA256, enc, n.shardCandidates(m.ID, pl), n.openPlacedShard(m.ID), n.shardFailed(m.ID))
+	r := erasure.NewStripeReader(ctx, m.ID, pl, m.Size, m.SHA256, enc, n.shardCandidates(m.ID, pl), n.openPlacedShard(m.ID), n.shardFailed(m.ID))
 	// Open K shards now, so an unreadable message fails here rather than
 	// on the first Read.
-	if err := r.fill(); err != nil {
+	if err := r.Fill(); err != nil {
 		r.Close()
 		return nil, nil, err
 	}
@@ -77,7 +78,7 @@ func (n *Node) shardCandidates(id lazaret.ID, pl lazaret.Placement) []lazaret.Sh
 
 // shardFailed returns the stripeReader callback that logs and counts a
 // shard given up on.
-func (n *Node) shardFailed(id lazaret.ID) shardFailure {
+func (n *Node) shardFailed(id lazaret.ID) erasure.ShardFailure {
 	return func(loc lazaret.ShardLoc, err error, corrupt bool) {
 		if corrupt {
 			n.cl.corrupt.Add(1)
@@ -94,7 +95,7 @@ func (n *Node) shardFailed(id lazaret.ID) shardFailure {
 
 // openPlacedShard returns the opener of id's shards: from the local store
 // when the placement puts the shard here, else over GetShard.
-func (n *Node) openPlacedShard(id lazaret.ID) shardOpener {
+func (n *Node) openPlacedShard(id lazaret.ID) erasure.ShardOpener {
 	return func(ctx context.Context, loc lazaret.ShardLoc) (io.ReadCloser, error) {
 		if loc.Node == n.cfg.NodeNumber {
 			info, rc, err := n.store.OpenShard(id, loc.Index)

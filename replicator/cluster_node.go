@@ -11,6 +11,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/replicator/erasure"
 	"github.com/lazaret/lazaret/replicator/member"
 )
 
@@ -21,8 +22,8 @@ type clusterNode struct {
 	cfg     ClusterConfig // with defaults applied
 	members member.Membership
 	peers   member.PeerDialer
-	policy  Code // zero: by cluster size
-	codecs  codecs
+	policy  erasure.Code // zero: by cluster size
+	codecs  erasure.Codecs
 	push    *pusher
 	ae      *antiEntropy // anti-entropy and repair (antientropy.go, repair.go)
 
@@ -70,7 +71,7 @@ func (n *Node) startCluster(ctx context.Context) error {
 	if cc.Members == nil {
 		return nil
 	}
-	policy, err := ParsePolicy(cc.Policy)
+	policy, err := erasure.ParsePolicy(cc.Policy)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/lazaret/lazaret/objstore"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
 	"github.com/lazaret/lazaret/proto/wire"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // maxWireChunk caps the data in one PutShard/GetShard message, well below
@@ -40,7 +41,7 @@ type localSink struct {
 	node int
 }
 
-func (n *Node) newLocalSink(id lazaret.ID, c Code, index int) (shardSink, error) {
+func (n *Node) newLocalSink(id lazaret.ID, c erasure.Code, index int) (shardSink, error) {
 	w, err := n.store.NewShardWriter(id, objstore.ShardSpec{K: c.K, M: c.M, Index: index, BodySize: -1})
 	if err != nil {
 		return nil, err
@@ -82,7 +83,7 @@ type remoteSink struct {
 
 // newRemoteSink opens a PutShard stream to node under ctx (which bounds the
 // whole transfer) and sends the shard header.
-func (n *Node) newRemoteSink(ctx context.Context, id lazaret.ID, c Code, index, chunk, node int) (shardSink, error) {
+func (n *Node) newRemoteSink(ctx context.Context, id lazaret.ID, c erasure.Code, index, chunk, node int) (shardSink, error) {
 	client, err := n.cl.peer(node)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // mailBody returns a body of about size bytes: a small header, then random
@@ -107,11 +108,11 @@ func TestCluster5NodesOutage(t *testing.T) {
 		if err != nil {
 			t.Fatalf("put %d (%d bytes): %v", i, len(body), err)
 		}
-		want := Code{3, 2}
+		want := erasure.Code{K: 3, M: 2}
 		if int64(len(body)) < DefaultSmallMessageThreshold {
-			want = Code{1, 2}
+			want = erasure.Code{K: 1, M: 2}
 		}
-		if (Code{m.Placement.K, m.Placement.M}) != want || len(m.Placement.Shards) != want.Shards() || m.Placement.UnderProtected {
+		if (erasure.Code{K: m.Placement.K, M: m.Placement.M}) != want || len(m.Placement.Shards) != want.Shards() || m.Placement.UnderProtected {
 			t.Fatalf("put %d (%d bytes): placement %+v, want %v", i, len(body), m.Placement, want)
 		}
 		seen := map[int]bool{}

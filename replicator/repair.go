@@ -14,6 +14,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/erasure"
 	"github.com/lazaret/lazaret/replicator/member"
 )
 
@@ -487,7 +488,7 @@ func (n *Node) verifyLocalShard(id lazaret.ID, loc lazaret.ShardLoc) error {
 // hold a shard of the message already; indices in ascending order take
 // them in turn. Indices left without a target (too few nodes) are absent.
 func fillTargets(id lazaret.ID, pl lazaret.Placement, alive []member.Member, removed func(int) bool) map[int]member.Member {
-	code := Code{pl.K, pl.M}
+	code := erasure.Code{K: pl.K, M: pl.M}
 	used := map[int]bool{}
 	placed := map[int]bool{}
 	for _, s := range pl.Shards {
@@ -555,7 +556,7 @@ func (r *repairer) done(id lazaret.ID, bytes int64) {
 // index into a finished, uncommitted local writer.
 func (r *repairer) rebuildShard(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, index int) (*objstore.ShardWriter, lazaret.ShardLoc, error) {
 	n := r.n
-	code := Code{pl.K, pl.M}
+	code := erasure.Code{K: pl.K, M: pl.M}
 	sink, err := n.newLocalSink(m.ID, code, index)
 	if err != nil {
 		return nil, lazaret.ShardLoc{}, err
@@ -629,14 +630,14 @@ func finishTargets(ts []*repairTarget, size int64) ([]lazaret.ShardLoc, *objstor
 // each target's shard to it (a failing target keeps its error and is
 // skipped; callers check). Every byte read and written is charged to the token
 // bucket. It returns the body size.
-func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazaret.Placement, skip int, code Code, chunk int, ts []*repairTarget) (int64, error) {
+func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazaret.Placement, skip int, code erasure.Code, chunk int, ts []*repairTarget) (int64, error) {
 	n := r.n
 	id := m.ID
-	srcEnc, err := n.cl.codecs.get(Code{src.K, src.M})
+	srcEnc, err := n.cl.codecs.Get(erasure.Code{K: src.K, M: src.M})
 	if err != nil {
 		return 0, err
 	}
-	enc, err := n.cl.codecs.get(code)
+	enc, err := n.cl.codecs.Get(code)
 	if err != nil {
 		return 0, err
 	}
@@ -648,14 +649,14 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 		}
 		cands = append(cands, c)
 	}
-	rd := newStripeReader(ctx, id, src, m.Size, m.SHA256, srcEnc, cands, n.openPlacedShard(id), n.shardFailed(id))
+	rd := erasure.NewStripeReader(ctx, id, src, m.Size, m.SHA256, srcEnc, cands, n.openPlacedShard(id), n.shardFailed(id))
 	defer rd.Close()
 	if chunk <= 0 {
 		chunk = int(min(max(m.Size, 1), 1<<20))
 	}
 	body := &bucketReader{ctx: ctx, r: rd, b: r.bucket}
 	pieces := make([][]byte, len(ts))
-	size, err := encodeStripes(enc, code, chunk, body, func(all [][]byte) error {
+	size, err := erasure.EncodeStripes(enc, code, chunk, body, func(all [][]byte) error {
 		out := 0
 		for i, t := range ts {
 			pieces[i] = all[t.index]
@@ -696,7 +697,7 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, targets map[int]member.Member, infos []objstore.ShardInfo) error {
 	n := r.n
 	self := n.cfg.NodeNumber
-	code := Code{pl.K, pl.M}
+	code := erasure.Code{K: pl.K, M: pl.M}
 	var locs []lazaret.ShardLoc
 	reused := map[int]bool{}
 	var ts []*repairTarget
@@ -855,9 +856,9 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	all, alive, self := cl.liveMembers()
 	code := clusterCode(cl.policy, all)
 	if t := cl.cfg.SmallMessageThreshold; t > 0 && code.K > 1 && m.Size < t {
-		code = Code{K: 1, M: code.M}
+		code = erasure.Code{K: 1, M: code.M}
 	}
-	quorum := writeQuorum(cl.cfg.WriteQuorum, code)
+	quorum := erasure.WriteQuorum(cl.cfg.WriteQuorum, code)
 	targets := placeShards(m.ID, alive, code.Shards())
 	if len(targets) < quorum || len(targets) < 2 {
 		// Not yet: a membership change queues it again, and so does a

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/lazaret/lazaret"
-	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // The benchmark's mail-size mix, typical of a quarantine: mostly small spam,
@@ -153,7 +153,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		*baseDir = filepath.Join(filepath.Dir(st.DataDir), "bench-baseline")
 	}
 	// A cluster stores (k+m)/k times the bytes; the baseline writes as much.
-	code, err := replicator.ParsePolicy(*codeFlag)
+	code, err := erasure.ParsePolicy(*codeFlag)
 	if err != nil {
 		return usagef("--code: %v", err)
 	}
@@ -164,7 +164,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 				size++
 			}
 		}
-		code = replicator.DefaultCode(size)
+		code = erasure.DefaultCode(size)
 	}
 	scale := float64(code.K+code.M) / float64(code.K)
 

@@ -1,4 +1,4 @@
-package replicator
+package erasure
 
 import (
 	"fmt"
@@ -11,6 +11,25 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/replicator/member"
 )
+
+// The adapters package replicator uses (replicator/placement.go).
+func rankMembers(id lazaret.ID, ms []member.Member) []member.Member {
+	return Rank(id, ms, func(m member.Member) string { return m.Name })
+}
+
+func placeShards(id lazaret.ID, ms []member.Member, n int) []member.Member {
+	return Place(id, ms, n, func(m member.Member) string { return m.Name }, func(m member.Member) bool { return m.State == member.Alive })
+}
+
+func clusterCode(policy Code, ms []member.Member) Code {
+	n := 0
+	for _, m := range ms {
+		if m.State != member.Left {
+			n++
+		}
+	}
+	return ClusterCode(policy, n)
+}
 
 func genMembers(t *rapid.T, min, max int) []member.Member {
 	n := rapid.IntRange(min, max).Draw(t, "members")
@@ -158,8 +177,8 @@ func TestPolicy(t *testing.T) {
 		t.Errorf("4 members (one failed) and one left: %v, want 2+2", got)
 	}
 	for _, c := range []struct{ conf, want int }{{0, 4}, {5, 5}, {9, 5}, {1, 3}} {
-		if got := writeQuorum(c.conf, Code{3, 2}); got != c.want {
-			t.Errorf("writeQuorum(%d, 3+2) = %d, want %d", c.conf, got, c.want)
+		if got := WriteQuorum(c.conf, Code{3, 2}); got != c.want {
+			t.Errorf("WriteQuorum(%d, 3+2) = %d, want %d", c.conf, got, c.want)
 		}
 	}
 }
