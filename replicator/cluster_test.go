@@ -142,8 +142,8 @@ func TestCluster5NodesOutage(t *testing.T) {
 	})
 
 	// Kill two nodes: every message reads back from each survivor.
-	tc.net.setDown(4, true)
-	tc.net.setDown(5, true)
+	tc.net.SetDown(4, true)
+	tc.net.SetDown(5, true)
 	survivors := tc.nodes[:3]
 	for _, tn := range survivors {
 		for _, id := range ids {
@@ -207,8 +207,8 @@ func TestCluster5NodesOutage(t *testing.T) {
 	// outage's metadata pushes (anti-entropy's job), so they read what was
 	// put before it.
 	// Each message is read on one node, in turn, to keep the test fast.
-	tc.net.setDown(4, false)
-	tc.net.setDown(5, false)
+	tc.net.SetDown(4, false)
+	tc.net.SetDown(5, false)
 	for i, id := range append(slices.Clone(ids), outage...) {
 		tn := tc.nodes[i%5]
 		if slices.Contains(outage, id) && tn.num > 3 {
@@ -321,7 +321,7 @@ func TestClusterStrictAndMirror(t *testing.T) {
 			if m.Placement.K != 1 || m.Placement.M != 1 || len(m.Placement.Shards) != 2 {
 				t.Fatalf("2 nodes: placement %+v, want a 1+1 mirror", m.Placement)
 			}
-			tc.net.setDown(2, true)
+			tc.net.SetDown(2, true)
 			m2, err := tc.node(1).node.Put(ctx, lazaret.PutRequest{}, bytes.NewReader(body))
 			if strict {
 				if !errors.Is(err, lazaret.ErrUnavailable) {
