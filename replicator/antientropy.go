@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/internal/durable"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
 	"github.com/lazaret/lazaret/proto/wire"
 	"github.com/lazaret/lazaret/replicator/member"
@@ -918,39 +919,14 @@ func (ae *antiEntropy) loadRemoved() error {
 	return nil
 }
 
-// saveRemoved writes the retired set durably (temporary file, fsync,
-// rename, directory fsync). Call with ae.mu held.
+// saveRemoved writes the retired set durably. Call with ae.mu held.
 func (ae *antiEntropy) saveRemoved() error {
 	list := ae.removedListLocked()
 	b, err := json.MarshalIndent(list, "", "  ")
 	if err != nil {
 		return err
 	}
-	path := ae.removedPath()
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return durable.WriteFile(ae.removedPath(), append(b, '\n'), 0o640)
 }
 
 func (ae *antiEntropy) removedListLocked() []RemovedNode {
