@@ -26,58 +26,70 @@ func (c HealthConfig) problems(sn snapshot) []string {
 	if sn.storeErr != nil {
 		p = append(p, fmt.Sprintf("store unavailable: %v", sn.storeErr))
 	}
-	if c.MinFreeDisk > 0 && sn.freeDisk >= 0 && sn.freeDisk < int64(c.MinFreeDisk) {
-		p = append(p, fmt.Sprintf("free disk: %s (threshold %s)", humanBytes(sn.freeDisk), humanBytes(int64(c.MinFreeDisk))))
+	if c.MinFreeDisk > 0 && sn.freeDisk >= 0 && sn.freeDisk < c.MinFreeDisk {
+		p = append(p, fmt.Sprintf("free disk: %s (threshold %s)", humanBytes(sn.freeDisk), humanBytes(c.MinFreeDisk)))
 	}
-	if sn.under > 0 {
-		age := sn.at.Sub(sn.underOldest)
-		overCount := c.MaxUnderProtected >= 0 && sn.under > c.MaxUnderProtected
-		overAge := c.MaxUnderProtectedAge > 0 && age > time.Duration(c.MaxUnderProtectedAge)
-		switch {
-		case overAge:
-			p = append(p, fmt.Sprintf("under-protected messages: %d (oldest %s, threshold %s)", sn.under, seconds(age), seconds(time.Duration(c.MaxUnderProtectedAge))))
-		case overCount:
-			p = append(p, fmt.Sprintf("under-protected messages: %d (threshold %d)", sn.under, c.MaxUnderProtected))
-		}
+	if line := c.underLine(sn); line != "" {
+		p = append(p, line)
 	}
 	if c.MaxCorruptShards >= 0 && sn.corrupt > c.MaxCorruptShards {
 		p = append(p, fmt.Sprintf("corrupt shards since start: %d (threshold %d): shards that failed their checksum when read", sn.corrupt, c.MaxCorruptShards))
 	}
-	if ix := sn.index; ix != nil {
-		if c.MaxIndexBacklog >= 0 && ix.Backlog > c.MaxIndexBacklog {
-			p = append(p, fmt.Sprintf("postgres outbox: %d changes (threshold %d)", ix.Backlog, c.MaxIndexBacklog))
-		}
-		if c.MaxIndexBacklogAge > 0 && ix.Backlog > 0 && ix.BacklogAge > time.Duration(c.MaxIndexBacklogAge) {
-			p = append(p, fmt.Sprintf("postgres outbox: oldest change waiting %s (threshold %s)", seconds(ix.BacklogAge), seconds(time.Duration(c.MaxIndexBacklogAge))))
-		}
-	}
+	p = append(p, c.indexProblems(sn)...)
 	if sn.clustered {
-		var failed []string
-		for _, m := range sn.members {
-			if m.State == member.Failed {
-				failed = append(failed, fmt.Sprintf("%d (%s)", m.Number, m.Name))
-			}
-		}
-		if c.MaxFailedMembers >= 0 && int64(len(failed)) > c.MaxFailedMembers {
-			sort.Strings(failed)
-			p = append(p, fmt.Sprintf("cluster: %d of %d members failed: %s (threshold %d)", len(failed), len(sn.members), strings.Join(failed, ", "), c.MaxFailedMembers))
-		}
-		if r := c.reconcileProblem(sn); r != "" {
-			p = append(p, r)
-		}
+		p = append(p, c.clusterProblems(sn)...)
 	}
 	return p
 }
 
-// underProblem tells whether the under-protected messages of sn cross a
-// threshold of c (problems then reports them).
-func (c HealthConfig) underProblem(sn snapshot) bool {
+// underLine reports under-protected messages past a threshold: the age
+// when it is crossed, else the count; "" when neither is.
+func (c HealthConfig) underLine(sn snapshot) string {
 	if sn.under == 0 {
-		return false
+		return ""
 	}
 	age := sn.at.Sub(sn.underOldest)
-	return (c.MaxUnderProtected >= 0 && sn.under > c.MaxUnderProtected) ||
-		(c.MaxUnderProtectedAge > 0 && age > c.MaxUnderProtectedAge)
+	switch {
+	case c.MaxUnderProtectedAge > 0 && age > c.MaxUnderProtectedAge:
+		return fmt.Sprintf("under-protected messages: %d (oldest %s, threshold %s)", sn.under, seconds(age), seconds(c.MaxUnderProtectedAge))
+	case c.MaxUnderProtected >= 0 && sn.under > c.MaxUnderProtected:
+		return fmt.Sprintf("under-protected messages: %d (threshold %d)", sn.under, c.MaxUnderProtected)
+	}
+	return ""
+}
+
+// indexProblems reports the PostgreSQL outbox past its thresholds.
+func (c HealthConfig) indexProblems(sn snapshot) []string {
+	ix := sn.index
+	if ix == nil {
+		return nil
+	}
+	var p []string
+	if c.MaxIndexBacklog >= 0 && ix.Backlog > c.MaxIndexBacklog {
+		p = append(p, fmt.Sprintf("postgres outbox: %d changes (threshold %d)", ix.Backlog, c.MaxIndexBacklog))
+	}
+	if c.MaxIndexBacklogAge > 0 && ix.Backlog > 0 && ix.BacklogAge > c.MaxIndexBacklogAge {
+		p = append(p, fmt.Sprintf("postgres outbox: oldest change waiting %s (threshold %s)", seconds(ix.BacklogAge), seconds(c.MaxIndexBacklogAge)))
+	}
+	return p
+}
+
+// clusterProblems reports failed members and stale reconciliation.
+func (c HealthConfig) clusterProblems(sn snapshot) []string {
+	var p, failed []string
+	for _, m := range sn.members {
+		if m.State == member.Failed {
+			failed = append(failed, fmt.Sprintf("%d (%s)", m.Number, m.Name))
+		}
+	}
+	if c.MaxFailedMembers >= 0 && int64(len(failed)) > c.MaxFailedMembers {
+		sort.Strings(failed)
+		p = append(p, fmt.Sprintf("cluster: %d of %d members failed: %s (threshold %d)", len(failed), len(sn.members), strings.Join(failed, ", "), c.MaxFailedMembers))
+	}
+	if r := c.reconcileProblem(sn); r != "" {
+		p = append(p, r)
+	}
+	return p
 }
 
 // notes lists the cluster conditions of sn that are not zero but are not
@@ -88,7 +100,7 @@ func (c HealthConfig) notes(sn snapshot) []string {
 		return nil
 	}
 	var h []string
-	if sn.under > 0 && !c.underProblem(sn) {
+	if sn.under > 0 && c.underLine(sn) == "" {
 		h = append(h, fmt.Sprintf("%d under-protected messages (%d bytes), oldest received %s", sn.under, sn.underBytes, sn.underOldest.UTC().Format(time.RFC3339)))
 	}
 	if sn.corrupt > 0 && !(c.MaxCorruptShards >= 0 && sn.corrupt > c.MaxCorruptShards) {
@@ -160,7 +172,7 @@ func (c HealthConfig) reconcileProblem(sn snapshot) string {
 			last = p.LastSuccess
 		}
 	}
-	limit := time.Duration(c.MaxReconcileAge)
+	limit := c.MaxReconcileAge
 	switch {
 	case last.IsZero() && !sn.started.IsZero() && sn.at.Sub(sn.started) > limit:
 		return fmt.Sprintf("no metadata reconciliation with any peer since start %s ago (threshold %s)", seconds(sn.at.Sub(sn.started)), seconds(limit))
