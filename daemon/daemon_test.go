@@ -18,24 +18,6 @@ import (
 	"github.com/lazaret/lazaret/proto/rpc"
 )
 
-// lockedBuffer is an io.Writer safe for the daemon's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A node opened by Open serves the gRPC socket, an extra HTTP handler and
 // an extra frontend over the same node, and Run stops them all when its
 // context ends.
@@ -69,7 +51,7 @@ func TestOpenRunWithExtraHandlerAndFrontend(t *testing.T) {
 		mu.Unlock()
 		return func(context.Context) error { mu.Lock(); stopped = true; mu.Unlock(); return nil }, nil, nil
 	}}}
-	var out lockedBuffer
+	var out strings.Builder // Open writes it before it returns, Run does not
 	d, err := Open(ctx, cfg, Env{Stdout: &out})
 	if err != nil {
 		t.Fatal(err)

@@ -1,100 +1,28 @@
 package daemon
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/internal/metricstest"
 	"github.com/lazaret/lazaret/objstore"
 	"github.com/lazaret/lazaret/replicator"
 	"github.com/lazaret/lazaret/replicator/member"
 )
 
-var httpClient = &http.Client{Timeout: 10 * time.Second}
-
-// httpGet fetches url and returns the status code and body.
-func httpGet(t *testing.T, url string) (int, []byte) {
-	t.Helper()
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, b
-}
-
-// scrape fetches /metrics and returns its text and the value of each
-// sample, keyed by the sample's text up to the value (`name{labels}`).
-func scrape(t *testing.T, addr string) (string, map[string]float64) {
-	t.Helper()
-	code, b := httpGet(t, "http://"+addr+"/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: %d %s", code, b)
-	}
-	samples := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("/metrics: bad sample %q", line)
-		}
-		samples[line[:i]] = v
-	}
-	return string(b), samples
-}
-
-// promtoolCheck runs `promtool check metrics` on text (Debian package
-// prometheus, installed by test/deps.sh); only a run that could not
-// install it (not root) skips the check.
-func promtoolCheck(t *testing.T, text string) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getuid() == 0 {
-			t.Fatalf("promtool not found: run test/deps.sh (Debian package prometheus)")
-		}
-		t.Logf("promtool not found and not root: skipping promtool check metrics")
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, "check", "metrics")
-	cmd.Stdin = strings.NewReader(text)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out)
-	}
-}
-
-func wantSample(t *testing.T, samples map[string]float64, key string, v float64) {
-	t.Helper()
-	got, ok := samples[key]
-	if !ok {
-		t.Errorf("/metrics has no %s", key)
-	} else if got != v {
-		t.Errorf("%s = %v, want %v", key, got, v)
-	}
-}
+// The monitoring endpoint's readers (internal/metricstest).
+var (
+	httpGet       = metricstest.Get
+	scrape        = metricstest.Scrape
+	promtoolCheck = metricstest.Promtool
+	wantSample    = metricstest.WantSample
+)
 
 // fakeStore and fakeReplica stand in for the store and the replicator in
 // the threshold tests.
@@ -187,14 +115,7 @@ func TestHealthProblems(t *testing.T) {
 				tc.cfg(&c)
 			}
 			got := c.problems(tc.src.read(now))
-			if len(got) != len(tc.want) {
-				t.Fatalf("problems %q, want %q", got, tc.want)
-			}
-			for i := range got {
-				if !strings.HasPrefix(got[i], tc.want[i]) {
-					t.Fatalf("problems %q, want %q", got, tc.want)
-				}
-			}
+			wantPrefixes(t, "problems", got, tc.want)
 		})
 	}
 }
@@ -276,14 +197,21 @@ func TestStatusHealthOnceEach(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sn := tc.src.read(now)
 			got := append(c.problems(sn), c.notes(sn)...)
-			if len(got) != len(tc.want) {
-				t.Fatalf("status health %q, want %q", got, tc.want)
-			}
-			for i := range got {
-				if !strings.HasPrefix(got[i], tc.want[i]) {
-					t.Fatalf("status health %q, want %q", got, tc.want)
-				}
-			}
+			wantPrefixes(t, "status health", got, tc.want)
 		})
+	}
+}
+
+// wantPrefixes checks that each line of got starts with the same line of
+// want, and that there are as many.
+func wantPrefixes(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s %q, want %q", what, got, want)
+	}
+	for i := range got {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Fatalf("%s %q, want %q", what, got, want)
+		}
 	}
 }

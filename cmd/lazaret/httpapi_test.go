@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,12 +13,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/internal/metricstest"
 )
 
 // httpAddr waits for serve to print where its HTTP endpoint listens.
@@ -57,20 +55,13 @@ func smtpAddr(t *testing.T, n *node) string {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-// httpGet fetches url and returns the status code and body.
-func httpGet(t *testing.T, url string) (int, []byte) {
-	t.Helper()
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, b
-}
+// The monitoring endpoint's readers (internal/metricstest).
+var (
+	httpGet       = metricstest.Get
+	scrape        = metricstest.Scrape
+	promtoolCheck = metricstest.Promtool
+	wantSample    = metricstest.WantSample
+)
 
 // healthBody is the JSON answer of /health and /ready (daemon/monitor.go).
 type healthBody struct {
@@ -90,64 +81,6 @@ func health(t *testing.T, addr string) (int, healthBody) {
 		t.Fatalf("/health: %v: %q", err, b)
 	}
 	return code, h
-}
-
-// scrape fetches /metrics and returns its text and the value of each
-// sample, keyed by the sample's text up to the value (`name{labels}`).
-func scrape(t *testing.T, addr string) (string, map[string]float64) {
-	t.Helper()
-	code, b := httpGet(t, "http://"+addr+"/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: %d %s", code, b)
-	}
-	samples := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("/metrics: bad sample %q", line)
-		}
-		samples[line[:i]] = v
-	}
-	return string(b), samples
-}
-
-// promtoolCheck runs `promtool check metrics` on text. promtool comes with
-// Debian's prometheus package (test/deps.sh installs it); only a test run
-// that could not install it (not root) skips the check.
-func promtoolCheck(t *testing.T, text string) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getuid() == 0 {
-			t.Fatalf("promtool not found: run test/deps.sh (Debian package prometheus)")
-		}
-		t.Logf("promtool not found and not root: skipping promtool check metrics")
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, "check", "metrics")
-	cmd.Stdin = strings.NewReader(text)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out)
-	}
-}
-
-func wantSample(t *testing.T, samples map[string]float64, key string, v float64) {
-	t.Helper()
-	got, ok := samples[key]
-	if !ok {
-		t.Errorf("/metrics has no %s", key)
-	} else if got != v {
-		t.Errorf("%s = %v, want %v", key, got, v)
-	}
 }
 
 // /metrics passes promtool and its figures follow puts and gets by API and
