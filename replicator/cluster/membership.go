@@ -173,11 +173,10 @@ func (m *Membership) OnMember(fn func(member.Member)) {
 	m.watchers = append(m.watchers, fn)
 }
 
-// Start starts gossip and joins cfg.Join. It fails with ErrMemberConflict
-// if another member holds this node's number or name. When no Join address
-// answers, the node starts alone and keeps retrying in the background (a
-// restarted node must take mail even if its peers are down).
-func (m *Membership) Start() error {
+// serfConfig is serf's and memberlist's configuration for this node: its
+// tags, the event channel, timings (LAN, or loopback for nodes on one
+// host), addresses and the gossip key.
+func (m *Membership) serfConfig() (*serf.Config, error) {
 	cfg := m.cfg
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.Name
@@ -220,10 +219,23 @@ func (m *Membership) Start() error {
 	if len(cfg.GossipKey) > 0 {
 		kr, err := memberlist.NewKeyring(nil, cfg.GossipKey)
 		if err != nil {
-			return fmt.Errorf("cluster: gossip key: %w", err)
+			return nil, fmt.Errorf("cluster: gossip key: %w", err)
 		}
 		mc.Keyring = kr
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	return sc, nil
+}
+
+// Start starts gossip and joins cfg.Join. It fails with ErrMemberConflict
+// if another member holds this node's number or name. When no Join address
+// answers, the node starts alone and keeps retrying in the background (a
+// restarted node must take mail even if its peers are down).
+func (m *Membership) Start() error {
+	cfg := m.cfg
+	sc, err := m.serfConfig()
+	if err != nil {
+		return err
 	}
 
 	m.wg.Add(1)
