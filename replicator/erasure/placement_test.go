@@ -13,10 +13,6 @@ import (
 )
 
 // The adapters package replicator uses (replicator/placement.go).
-func rankMembers(id lazaret.ID, ms []member.Member) []member.Member {
-	return Rank(id, ms, func(m member.Member) string { return m.Name })
-}
-
 func placeShards(id lazaret.ID, ms []member.Member, n int) []member.Member {
 	return Place(id, ms, n, func(m member.Member) string { return m.Name }, func(m member.Member) bool { return m.State == member.Alive })
 }
