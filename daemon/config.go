@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -143,10 +144,23 @@ type Frontend struct {
 	// Name labels its requests (lazaret_requests_total{source=Name}) and
 	// its log lines, e.g. "s3".
 	Name string
-	// Start begins serving q and returns without blocking. The returned
-	// stop is called at shutdown, before the node closes; failed, if not
-	// nil, delivers an error that makes Run return.
-	Start func(ctx context.Context, q lazaret.Quarantine, log *slog.Logger) (stop func(context.Context) error, failed <-chan error, err error)
+	// Start begins serving and returns without blocking. The returned stop
+	// is called at shutdown, before the node closes; failed, if not nil,
+	// delivers an error that makes Run return.
+	Start func(ctx context.Context, env FrontendEnv) (stop func(context.Context) error, failed <-chan error, err error)
+}
+
+// FrontendEnv is what a Frontend is started with.
+type FrontendEnv struct {
+	// Quarantine is the node as the frontend sees it: its requests counted
+	// as source Name, Status completed with the members and health.
+	Quarantine lazaret.Quarantine
+	// Log is the node's log, with component=Name.
+	Log *slog.Logger
+	// Clock is the node's clock.
+	Clock lazaret.Clock
+	// Stdout takes the one line a frontend prints when it listens.
+	Stdout io.Writer
 }
 
 // validate checks what the packages' own Validate methods do not.

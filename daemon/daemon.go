@@ -162,7 +162,7 @@ func (d *Daemon) startFrontends(ctx context.Context) error {
 	}
 	d.onClose(func() { smtpSvc.stop(context.Background(), d.log) })
 	for _, f := range c.Frontends {
-		stop, failed, err := f.Start(ctx, d.quarantine(f.Name), d.log.With("component", f.Name))
+		stop, failed, err := f.Start(ctx, FrontendEnv{Quarantine: d.quarantine(f.Name), Log: d.log.With("component", f.Name), Clock: d.clock, Stdout: d.stdout})
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Name, err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,9 +44,9 @@ func TestOpenRunWithExtraHandlerAndFrontend(t *testing.T) {
 	var mu sync.Mutex
 	var frontQ lazaret.Quarantine
 	stopped := false
-	cfg.Frontends = []Frontend{{Name: "test", Start: func(ctx context.Context, q lazaret.Quarantine, _ *slog.Logger) (func(context.Context) error, <-chan error, error) {
+	cfg.Frontends = []Frontend{{Name: "test", Start: func(ctx context.Context, env FrontendEnv) (func(context.Context) error, <-chan error, error) {
 		mu.Lock()
-		frontQ = q
+		frontQ = env.Quarantine
 		mu.Unlock()
 		return func(context.Context) error { mu.Lock(); stopped = true; mu.Unlock(); return nil }, nil, nil
 	}}}
