@@ -8,7 +8,7 @@
 // then stops taking requests, lets those in flight finish and closes the
 // parts in reverse order. Every frontend sees the node through two
 // decorators of lazaret.Quarantine: instrumented (metrics.go) counts its
-// requests, and statusQuarantine (cluster.go) completes Status with the
+// requests, and statusQuarantine (status.go) completes Status with the
 // cluster's members and the health problems.
 //
 // Health is judged here only (health.go): the packages report figures, a
