@@ -23,6 +23,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // ChunkSize is the size of body chunks the server streams, and the client
@@ -129,11 +130,11 @@ func (s *Server) Put(stream grpc.ClientStreamingServer[pb.PutRequest, pb.PutResp
 		return status.Errorf(codes.InvalidArgument, "put: %v: expected_size %d is negative", lazaret.ErrInvalidArgument, meta.GetExpectedSize())
 	}
 	body := &streamReader{recv: stream.Recv, expect: meta.GetExpectedSize()}
-	m, err := s.q.Put(stream.Context(), putMetaFromPB(meta), body)
+	m, err := s.q.Put(stream.Context(), wire.PutMetaFromPB(meta), body)
 	if err != nil {
-		return Status(err)
+		return wire.Status(err)
 	}
-	return stream.SendAndClose(&pb.PutResponse{Message: MessageToPB(m)})
+	return stream.SendAndClose(&pb.PutResponse{Message: wire.MessageToPB(m)})
 }
 
 // streamReader reads a Put stream's body chunks as one io.Reader. When the
@@ -190,14 +191,14 @@ func (r *streamReader) Read(p []byte) (int, error) {
 func (s *Server) Get(req *pb.GetRequest, stream grpc.ServerStreamingServer[pb.GetResponse]) error {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return Status(err)
+		return wire.Status(err)
 	}
 	m, body, err := s.q.Open(stream.Context(), id)
 	if err != nil {
-		return Status(err)
+		return wire.Status(err)
 	}
 	defer body.Close()
-	if err := stream.Send(&pb.GetResponse{Part: &pb.GetResponse_Meta{Meta: MessageToPB(m)}}); err != nil {
+	if err := stream.Send(&pb.GetResponse{Part: &pb.GetResponse_Meta{Meta: wire.MessageToPB(m)}}); err != nil {
 		return err
 	}
 	buf := make([]byte, ChunkSize)
@@ -214,7 +215,7 @@ func (s *Server) Get(req *pb.GetRequest, stream grpc.ServerStreamingServer[pb.Ge
 		}
 		if err != nil {
 			s.log.Error("get: read failed", "id", id, "err", err)
-			return Status(err)
+			return wire.Status(err)
 		}
 	}
 }
@@ -223,7 +224,7 @@ func (s *Server) Get(req *pb.GetRequest, stream grpc.ServerStreamingServer[pb.Ge
 func (s *Server) Stat(ctx context.Context, req *pb.StatRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
 	m, err := s.q.Stat(ctx, id)
 	return msgOrStatus(m, err)
@@ -239,16 +240,16 @@ const maxListBytes = 256 << 10
 // maxListBytes, the page holds fewer (at least one) and its cursor goes on
 // from there.
 func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
-	q := listFromPB(req)
+	q := wire.ListFromPB(req)
 	for {
 		page, err := s.q.List(ctx, q)
 		if err != nil {
-			return nil, Status(err)
+			return nil, wire.Status(err)
 		}
 		resp := &pb.ListResponse{NextCursor: page.NextCursor, Source: page.Source}
 		size, fit := 0, 0
 		for _, m := range page.Messages {
-			pm := MessageToPB(m)
+			pm := wire.MessageToPB(m)
 			size += proto.Size(pm) + 8 // field tag and length
 			if size > maxListBytes && fit > 0 {
 				break
@@ -269,7 +270,7 @@ func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespons
 func (s *Server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
 	return msgOrStatus(s.q.Delete(ctx, id, req.GetActor()))
 }
@@ -278,7 +279,7 @@ func (s *Server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.Message
 func (s *Server) Learn(ctx context.Context, req *pb.LearnRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
 	kind := lazaret.LearnKind(req.GetKind())
 	if kind != lazaret.LearnSpam && kind != lazaret.LearnHam {
@@ -291,11 +292,11 @@ func (s *Server) Learn(ctx context.Context, req *pb.LearnRequest) (*pb.Message, 
 func (s *Server) Release(ctx context.Context, req *pb.ReleaseRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
 	if rid := req.GetRequestId(); rid != "" {
 		if !lazaret.ValidRequestID(rid) {
-			return nil, Status(&lazaret.Error{Op: "release", ID: id, Err: fmt.Errorf("%w: request id must be 1-128 printable characters without spaces", lazaret.ErrInvalidArgument)})
+			return nil, wire.Status(&lazaret.Error{Op: "release", ID: id, Err: fmt.Errorf("%w: request id must be 1-128 printable characters without spaces", lazaret.ErrInvalidArgument)})
 		}
 		ctx = lazaret.WithRequestID(ctx, rid)
 	}
@@ -306,7 +307,7 @@ func (s *Server) Release(ctx context.Context, req *pb.ReleaseRequest) (*pb.Messa
 func (s *Server) AllocateID(ctx context.Context, _ *pb.AllocateIDRequest) (*pb.AllocateIDResponse, error) {
 	id, err := s.q.AllocateID(ctx)
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
 	return &pb.AllocateIDResponse{Id: string(id)}, nil
 }
@@ -315,14 +316,14 @@ func (s *Server) AllocateID(ctx context.Context, _ *pb.AllocateIDRequest) (*pb.A
 func (s *Server) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	st, err := s.q.Status(ctx)
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
-	return statusToPB(st), nil
+	return wire.StatusToPB(st), nil
 }
 
 func msgOrStatus(m *lazaret.Metadata, err error) (*pb.Message, error) {
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
-	return MessageToPB(m), nil
+	return wire.MessageToPB(m), nil
 }
