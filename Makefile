@@ -53,6 +53,9 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzVerdictHeaders -fuzztime=5s ./smtpfilter
 	$(GO) test -run=NONE -fuzz=FuzzSMTPSession -fuzztime=5s ./smtpfilter
 	$(GO) test -run=NONE -fuzz=FuzzReconcileMessage -fuzztime=5s ./replicator/reconcile
+	$(GO) test -run=NONE -fuzz=FuzzProxyHeader -fuzztime=5s ./smtpfilter
+	$(GO) test -run=NONE -fuzz=FuzzPeerRequests -fuzztime=5s ./replicator
+	$(GO) test -run=NONE -fuzz=FuzzParseConfig -fuzztime=5s ./cmd/lazaret
 
 ## bench-index: PostgreSQL index feed rate and search latency on 1,000,000
 ## generated messages (README "PostgreSQL index"); starts its own PostgreSQL.
