@@ -19,7 +19,9 @@ package test
 // 40s), LAZARET_SOAK_KILLS (default 6), LAZARET_SOAK_WRITERS (default 3),
 // LAZARET_SOAK_RATE (operations per second over all writers, default 5),
 // LAZARET_SOAK_HOLD (how long each fault lasts, default 3s),
-// LAZARET_SOAK_SETTLE (bound on convergence afterwards, default 150s).
+// LAZARET_SOAK_SETTLE (bound on convergence afterwards, default 150s),
+// LAZARET_SOAK_DISK (bytes of node 5's tmpfs, default 768 MiB),
+// LAZARET_SOAK_KEEP_LOGS (keep node logs even when the soak passes).
 // `make test` runs the defaults; `make soak` the full schedule.
 
 import (
