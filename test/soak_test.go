@@ -21,6 +21,7 @@ package test
 // LAZARET_SOAK_HOLD (how long each fault lasts, default 3s),
 // LAZARET_SOAK_SETTLE (bound on convergence afterwards, default 150s),
 // LAZARET_SOAK_DISK (bytes of node 5's tmpfs, default 768 MiB),
+// LAZARET_SOAK_SEED (of the schedule and the writers' choices, default 1),
 // LAZARET_SOAK_KEEP_LOGS (keep node logs even when the soak passes).
 // `make test` runs the defaults; `make soak` the full schedule.
 
@@ -60,11 +61,12 @@ type soakParams struct {
 	hold     time.Duration // how long each non-kill fault lasts
 	settle   time.Duration // bound on convergence after the faults
 	disk     int64         // tmpfs size of the node whose disk fills
+	seed     uint64        // of every random choice: one seed, one schedule
 }
 
 func soakParamsFromEnv(t *testing.T) soakParams {
 	t.Helper()
-	p := soakParams{duration: 40 * time.Second, kills: 6, writers: 3, rate: 5, hold: 3 * time.Second, settle: 150 * time.Second, disk: 768 << 20}
+	p := soakParams{duration: 40 * time.Second, kills: 6, writers: 3, rate: 5, hold: 3 * time.Second, settle: 150 * time.Second, disk: 768 << 20, seed: 1}
 	dur := func(name string, d *time.Duration) {
 		if v := os.Getenv(name); v != "" {
 			x, err := time.ParseDuration(v)
@@ -94,6 +96,13 @@ func soakParamsFromEnv(t *testing.T) soakParams {
 			t.Fatalf("LAZARET_SOAK_RATE=%q: want a positive number", v)
 		}
 		p.rate = x
+	}
+	if v := os.Getenv("LAZARET_SOAK_SEED"); v != "" {
+		x, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("LAZARET_SOAK_SEED=%q: want a whole number", v)
+		}
+		p.seed = x
 	}
 	if v := os.Getenv("LAZARET_SOAK_DISK"); v != "" {
 		x, err := strconv.ParseInt(v, 10, 64)
@@ -136,7 +145,8 @@ type soak struct {
 	busy        map[lazaret.ID]bool    // picked for a delete or release
 	released    map[lazaret.ID]*netMsg // acknowledged releases
 	seenDeleted map[int]map[lazaret.ID]bool
-	ambiguous   map[lazaret.ID]bool // delete never acknowledged: state unknown
+	ambiguous   map[lazaret.ID]bool   // delete never acknowledged: state unknown
+	deletedBy   map[lazaret.ID]string // which node acknowledged the delete, when
 	putBytes    int64
 }
 
@@ -234,7 +244,7 @@ func TestFaultSoak(t *testing.T) {
 		t: t, c: c, p: p, start: time.Now(), acks: &ackLog{},
 		down: map[int]string{}, events: map[string]int{}, putFails: map[string]int{},
 		ids: map[lazaret.ID]*netMsg{}, busy: map[lazaret.ID]bool{}, released: map[lazaret.ID]*netMsg{},
-		seenDeleted: map[int]map[lazaret.ID]bool{}, ambiguous: map[lazaret.ID]bool{},
+		seenDeleted: map[int]map[lazaret.ID]bool{}, ambiguous: map[lazaret.ID]bool{}, deletedBy: map[lazaret.ID]string{},
 	}
 	s.svcNS = addSvcNamespace(t, c)
 	nodeDSN, testDSN := startSoakPG(t, s.svcNS)
@@ -264,8 +274,8 @@ func TestFaultSoak(t *testing.T) {
 			"--test-clock-offset-file", filepath.Join(c.node(k).dir, "clock-offset")}
 	}
 	c.bootstrap("3+2")
-	t.Logf("soak: %v of faults, %d kills, %d writers at %.1f ops/s, faults held %v, settle bound %v, node 5 on a %d MiB tmpfs",
-		p.duration, p.kills, p.writers, p.rate, p.hold, p.settle, p.disk>>20)
+	t.Logf("soak: %v of faults, %d kills, %d writers at %.1f ops/s, faults held %v, settle bound %v, node 5 on a %d MiB tmpfs, seed %d",
+		p.duration, p.kills, p.writers, p.rate, p.hold, p.settle, p.disk>>20, p.seed)
 
 	ctx, cancel := context.WithTimeout(context.Background(), p.duration)
 	defer cancel()
@@ -274,7 +284,7 @@ func TestFaultSoak(t *testing.T) {
 	var wg sync.WaitGroup
 	for w := range p.writers {
 		wg.Add(1)
-		go func() { defer wg.Done(); s.writer(uint64(w + 1)) }()
+		go func() { defer wg.Done(); s.writer(p.seed*100 + uint64(w+1)) }()
 	}
 	wg.Add(4)
 	go func() { defer wg.Done(); s.killLoop() }()
@@ -304,11 +314,19 @@ func TestFaultSoak(t *testing.T) {
 			checkable = append(checkable, a)
 		}
 	}
-	_, ref := c.waitConverged(checkable, soakM, nil, p.settle-time.Since(settleStart))
+	why, ref := s.settle(checkable, settleStart)
 	settled := time.Since(settleStart)
-	s.logf("converged %v after the faults ended", settled.Round(time.Second))
+	notConverged := 0
+	if why != "" {
+		notConverged = 1
+		s.logf("NOT converged %v after the faults ended: %s", settled.Round(time.Second), netClip(why, 600))
+	} else {
+		s.logf("converged %v after the faults ended", settled.Round(time.Second))
+	}
+	undeleted := s.explainUndeleted(acked)
 
 	lost, corrupt, resurrected := s.verifyReads(acked)
+	resurrected += undeleted
 	indexBad := s.verifyIndex(testDSN, ref, p.settle)
 	delivered, notDelivered, twice := s.verifyReleases()
 
@@ -334,10 +352,10 @@ func TestFaultSoak(t *testing.T) {
 	resurrected += len(s.resurrected)
 	summary := fmt.Sprintf("fault soak: %v of faults, %d kill -9 (at most %d down), %d restarts, faults [%s]; "+
 		"%d puts acknowledged (%.1f MB), %d failed (%d temporary), %d deletes, %d releases (%d delivered, %d not, %d twice), %d learns, %d reads during faults; "+
-		"settled in %v: lost %d, corrupt %d, resurrected %d, duplicate ids %d, index mismatches %d, ambiguous deletes %d, unexpected exits %d",
+		"settled in %v%s: lost %d, corrupt %d, resurrected %d, duplicate ids %d, index mismatches %d, ambiguous deletes %d, unexpected exits %d",
 		faultEnd.Sub(s.start).Round(time.Second), s.events["kill"], soakM, s.events["restarts"], strings.Join(faults, ", "),
 		len(acked), float64(s.putBytes)/1e6, allFails, tempFails, s.events["delete"], s.events["release"], delivered, notDelivered, twice, s.events["learn"], s.events["read"],
-		settled.Round(time.Second), lost, corrupt, resurrected, len(s.dupIDs), indexBad, len(s.ambiguous), len(s.crashes))
+		settled.Round(time.Second), map[bool]string{true: " (NOT converged)", false: ""}[notConverged > 0], lost, corrupt, resurrected, len(s.dupIDs), indexBad, len(s.ambiguous), len(s.crashes))
 	nontemp := slices.Clone(s.nontemp)
 	crashes := slices.Clone(s.crashes)
 	dups := slices.Clone(s.dupIDs)
@@ -348,9 +366,9 @@ func TestFaultSoak(t *testing.T) {
 	for _, c := range crashes {
 		t.Logf("unexpected exit: %s", c)
 	}
-	if lost+corrupt+resurrected+len(dups)+indexBad+len(nontemp)+notDelivered+twice > 0 {
-		t.Errorf("the soak found violations (lost %d, corrupt %d, resurrected %d, duplicate ids %v, index mismatches %d, undelivered releases %d, releases delivered twice %d, non-temporary put failures %d: %s)",
-			lost, corrupt, resurrected, dups, indexBad, notDelivered, twice, len(nontemp), netClip(strings.Join(nontemp, "; "), 3000))
+	if notConverged+lost+corrupt+resurrected+len(dups)+indexBad+len(nontemp)+notDelivered+twice > 0 {
+		t.Errorf("the soak found violations (not converged %d, lost %d, corrupt %d, resurrected %d, duplicate ids %v, index mismatches %d, undelivered releases %d, releases delivered twice %d, non-temporary put failures %d: %s)",
+			notConverged, lost, corrupt, resurrected, dups, indexBad, notDelivered, twice, len(nontemp), netClip(strings.Join(nontemp, "; "), 3000))
 	}
 }
 
@@ -514,6 +532,7 @@ func (s *soak) del(r *rand.Rand) {
 		if err == nil {
 			s.mu.Lock()
 			m.deleted = true
+			s.deletedBy[m.id] = fmt.Sprintf("node %d at +%.1fs", k, time.Since(s.start).Seconds())
 			s.mu.Unlock()
 			s.count("delete", 1)
 			return
@@ -606,7 +625,7 @@ func (s *soak) killLoop() {
 		return
 	}
 	every := s.p.duration / time.Duration(s.p.kills+1)
-	r := rand.New(rand.NewPCG(7, 7))
+	r := rand.New(rand.NewPCG(s.p.seed, 7))
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for done := 0; done < s.p.kills; {
@@ -674,7 +693,7 @@ func (s *soak) watchCrashes() {
 // watchDeleted samples acknowledged deletes on random serving nodes: a
 // node that has shown a message deleted must never show it live again.
 func (s *soak) watchDeleted() {
-	r := rand.New(rand.NewPCG(9, 9))
+	r := rand.New(rand.NewPCG(s.p.seed, 9))
 	for s.ctx.Err() == nil {
 		time.Sleep(2 * time.Second)
 		var dels []*netMsg
@@ -724,7 +743,7 @@ func (s *soak) watchDeleted() {
 // faultLoop runs one fault at a time, cycling through every kind in a
 // shuffled order, each held for p.hold and then healed.
 func (s *soak) faultLoop() {
-	r := rand.New(rand.NewPCG(11, 11))
+	r := rand.New(rand.NewPCG(s.p.seed, 11))
 	kinds := []string{"isolate", "one-way", "split", "postgres-cut", "disk-full", "read-only", "slow-link", "clock-step", "pause"}
 	clockSign := 1
 	for s.ctx.Err() == nil {
@@ -896,6 +915,77 @@ func (s *soak) fault(r *rand.Rand, kind string, nd *netNode, clockSign *int) (fu
 			fmt.Sprintf("node %d paused (SIGSTOP)", nd.k), nil
 	}
 	return nil, "", fmt.Errorf("unknown fault %q", kind)
+}
+
+// settle polls checkConverged until it passes or the settle bound ends;
+// it returns why not (or "") and the records of node 1.
+func (s *soak) settle(acked []*netMsg, since time.Time) (string, map[lazaret.ID]*lazaret.Metadata) {
+	last := ""
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		why, ref := s.c.checkConverged(ctx, acked, soakM, nil)
+		cancel()
+		if why == "" {
+			return "", ref
+		}
+		if why != last {
+			s.t.Logf("+%v not converged: %s", time.Since(since).Round(time.Second), netClip(why, 400))
+			last = why
+		}
+		if time.Since(since) > s.p.settle {
+			if ref == nil {
+				c, err := s.client(1)
+				if err == nil {
+					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+					ref, _ = listAll(ctx, c)
+					cancel()
+					c.Close()
+				}
+			}
+			return why, ref
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// explainUndeleted finds messages whose delete was acknowledged but which
+// a node shows in another state, and logs each with its record on every
+// node: the delete was lost.
+func (s *soak) explainUndeleted(acked []*netMsg) int {
+	bad := 0
+	for _, a := range acked {
+		if !a.deleted {
+			continue
+		}
+		var lines []string
+		for _, nd := range s.c.nodes {
+			c, err := s.client(nd.k)
+			if err != nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			md, err := c.Stat(ctx, a.id)
+			cancel()
+			c.Close()
+			if err != nil || md.State == lazaret.StateDeleted {
+				continue
+			}
+			js, _ := json.Marshal(struct {
+				V lazaret.Version
+				H []lazaret.Event
+				P lazaret.Placement
+			}{md.Version, md.History, md.Placement})
+			lines = append(lines, fmt.Sprintf("node %d: %v %s", nd.k, md.State, js))
+		}
+		if len(lines) > 0 {
+			bad++
+			s.mu.Lock()
+			by := s.deletedBy[a.id]
+			s.mu.Unlock()
+			s.logf("delete of %s (put on node %d at %s) acknowledged by %s, but:\n  %s", a.id, a.node, a.at.Format("15:04:05.000"), by, strings.Join(lines, "\n  "))
+		}
+	}
+	return bad
 }
 
 // verifyReads reads every acknowledged message from every node: live ones
