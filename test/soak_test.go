@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -142,9 +143,10 @@ type soak struct {
 	crashes     []string // node exits nobody asked for
 	timeline    []string
 	ids         map[lazaret.ID]*netMsg
-	busy        map[lazaret.ID]bool    // picked for a delete or release
-	released    map[lazaret.ID]*netMsg // acknowledged releases
-	seenDeleted map[int]map[lazaret.ID]bool
+	busy        map[lazaret.ID]bool         // picked for a delete or release
+	released    map[lazaret.ID]*netMsg      // acknowledged releases
+	seenDeleted map[int]map[lazaret.ID]bool // node k showed it live, then gone
+	seenLive    map[int]map[lazaret.ID]bool
 	ambiguous   map[lazaret.ID]bool   // delete never acknowledged: state unknown
 	deletedBy   map[lazaret.ID]string // which node acknowledged the delete, when
 	putBytes    int64
@@ -244,7 +246,7 @@ func TestFaultSoak(t *testing.T) {
 		t: t, c: c, p: p, start: time.Now(), acks: &ackLog{},
 		down: map[int]string{}, events: map[string]int{}, putFails: map[string]int{},
 		ids: map[lazaret.ID]*netMsg{}, busy: map[lazaret.ID]bool{}, released: map[lazaret.ID]*netMsg{},
-		seenDeleted: map[int]map[lazaret.ID]bool{}, ambiguous: map[lazaret.ID]bool{}, deletedBy: map[lazaret.ID]string{},
+		seenDeleted: map[int]map[lazaret.ID]bool{}, seenLive: map[int]map[lazaret.ID]bool{}, ambiguous: map[lazaret.ID]bool{}, deletedBy: map[lazaret.ID]string{},
 	}
 	s.svcNS = addSvcNamespace(t, c)
 	nodeDSN, testDSN := startSoakPG(t, s.svcNS)
@@ -314,7 +316,7 @@ func TestFaultSoak(t *testing.T) {
 			checkable = append(checkable, a)
 		}
 	}
-	why, ref := s.settle(checkable, settleStart)
+	why, ref := s.settle(checkable, testDSN, settleStart)
 	settled := time.Since(settleStart)
 	notConverged := 0
 	if why != "" {
@@ -690,18 +692,21 @@ func (s *soak) watchCrashes() {
 	}
 }
 
-// watchDeleted samples acknowledged deletes on random serving nodes: a
-// node that has shown a message deleted must never show it live again.
+// watchDeleted samples acknowledged messages on random serving nodes: a
+// node that held a message and then, after its delete was acknowledged,
+// no longer did must never show it live again.
 func (s *soak) watchDeleted() {
 	r := rand.New(rand.NewPCG(s.p.seed, 9))
 	for s.ctx.Err() == nil {
 		time.Sleep(2 * time.Second)
+		// Every acknowledged message is a candidate: a node must be seen
+		// holding it before the delete to tell "gone" from "never had".
 		var dels []*netMsg
+		deleted := map[lazaret.ID]bool{}
 		s.mu.Lock()
 		for _, m := range s.ids {
-			if m.deleted {
-				dels = append(dels, m)
-			}
+			dels = append(dels, m)
+			deleted[m.id] = m.deleted
 		}
 		s.mu.Unlock()
 		if len(dels) == 0 {
@@ -720,19 +725,29 @@ func (s *soak) watchDeleted() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			md, err := c.Stat(ctx, m.id)
 			cancel()
-			if err != nil {
+			if err != nil && !errors.Is(err, lazaret.ErrNotFound) {
 				continue
 			}
+			// Stat hides deleted messages: a node that has shown the
+			// message live and then not at all has applied the delete.
 			s.mu.Lock()
 			seen := s.seenDeleted[k]
 			if seen == nil {
 				seen = map[lazaret.ID]bool{}
 				s.seenDeleted[k] = seen
 			}
-			if md.State == lazaret.StateDeleted {
+			live := s.seenLive[k]
+			if live == nil {
+				live = map[lazaret.ID]bool{}
+				s.seenLive[k] = live
+			}
+			switch {
+			case err == nil && seen[m.id] && deleted[m.id]:
+				s.resurrected = append(s.resurrected, fmt.Sprintf("+%.1fs node %d shows %s %v after it had gone", time.Since(s.start).Seconds(), k, m.id, md.State))
+			case err == nil:
+				live[m.id] = true
+			case live[m.id] && deleted[m.id]:
 				seen[m.id] = true
-			} else if seen[m.id] {
-				s.resurrected = append(s.resurrected, fmt.Sprintf("+%.1fs node %d shows %s %v after showing it deleted", time.Since(s.start).Seconds(), k, m.id, md.State))
 			}
 			s.mu.Unlock()
 		}
@@ -917,14 +932,12 @@ func (s *soak) fault(r *rand.Rand, kind string, nd *netNode, clockSign *int) (fu
 	return nil, "", fmt.Errorf("unknown fault %q", kind)
 }
 
-// settle polls checkConverged until it passes or the settle bound ends;
-// it returns why not (or "") and the records of node 1.
-func (s *soak) settle(acked []*netMsg, since time.Time) (string, map[lazaret.ID]*lazaret.Metadata) {
+// settle polls converged until it passes or the settle bound ends; it
+// returns why not (or "") and the store's records.
+func (s *soak) settle(acked []*netMsg, pgDSN string, since time.Time) (string, map[lazaret.ID]*lazaret.Metadata) {
 	last := ""
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		why, ref := s.c.checkConverged(ctx, acked, soakM, nil)
-		cancel()
+		why, ref := s.converged(acked, pgDSN)
 		if why == "" {
 			return "", ref
 		}
@@ -934,18 +947,159 @@ func (s *soak) settle(acked []*netMsg, since time.Time) (string, map[lazaret.ID]
 		}
 		if time.Since(since) > s.p.settle {
 			if ref == nil {
-				c, err := s.client(1)
-				if err == nil {
-					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-					ref, _ = listAll(ctx, c)
-					cancel()
-					c.Close()
+				ids := map[lazaret.ID]bool{}
+				for _, a := range acked {
+					ids[a.id] = true
 				}
+				if pg, err := pgIDs(pgDSN); err == nil {
+					for _, id := range pg {
+						ids[id] = true
+					}
+				}
+				ref, _ = s.storeRecords(1, slices.Collect(maps.Keys(ids)))
 			}
 			return why, ref
 		}
 		time.Sleep(2 * time.Second)
 	}
+}
+
+// converged says why the cluster is not converged, or "": every node sees
+// every other alive and reports nothing under-protected; every node's
+// store holds the same live record (or none) for every id the test or the
+// index knows (read with Stat, which answers from the store, live records
+// only: List would answer from the shared index); every acknowledged
+// message is there unless the test deleted it, with its SHA-256 and k+m
+// shards on distinct nodes. It returns node 1's live records.
+func (s *soak) converged(acked []*netMsg, pgDSN string) (string, map[lazaret.ID]*lazaret.Metadata) {
+	for _, nd := range s.c.nodes {
+		st, err := nd.statusErr(10 * time.Second)
+		if err != nil {
+			return fmt.Sprintf("node %d: status: %v", nd.k, err), nil
+		}
+		for _, o := range s.c.nodes {
+			m := member(st, o.number)
+			switch {
+			case m == nil || m.State != "alive" || !m.Reported:
+				return fmt.Sprintf("node %d does not see node %d alive: %+v", nd.k, o.k, m), nil
+			case m.UnderProtected != 0:
+				return fmt.Sprintf("node %d reports node %d with %d under-protected messages", nd.k, o.k, m.UnderProtected), nil
+			}
+		}
+	}
+	idSet := map[lazaret.ID]bool{}
+	for _, a := range acked {
+		idSet[a.id] = true
+	}
+	pgIDs, err := pgIDs(pgDSN)
+	if err != nil {
+		return "index: " + err.Error(), nil
+	}
+	for _, id := range pgIDs {
+		idSet[id] = true
+	}
+	ids := make([]lazaret.ID, 0, len(idSet))
+	for id := range idSet {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var ref map[lazaret.ID]*lazaret.Metadata
+	var refJSON map[lazaret.ID]string
+	for _, nd := range s.c.nodes {
+		recs, err := s.storeRecords(nd.k, ids)
+		if err != nil {
+			return fmt.Sprintf("node %d: %v", nd.k, err), nil
+		}
+		js := map[lazaret.ID]string{}
+		for id, m := range recs {
+			b, _ := json.Marshal(m)
+			js[id] = string(b)
+		}
+		if ref == nil {
+			ref, refJSON = recs, js
+			continue
+		}
+		for _, id := range ids {
+			if js[id] != refJSON[id] {
+				return fmt.Sprintf("record %s differs: node 1 has %s; node %d has %s", id, netClip(refJSON[id], 300), nd.k, netClip(js[id], 300)), ref
+			}
+		}
+	}
+	for _, a := range acked {
+		m := ref[a.id] // Stat does not show deleted messages
+		switch {
+		case a.deleted && m != nil:
+			return fmt.Sprintf("message %s: delete acknowledged, but it is %v", a.id, m.State), ref
+		case a.deleted:
+			continue
+		case m == nil:
+			return fmt.Sprintf("acknowledged message %s (put on node %d) is missing", a.id, a.node), ref
+		case m.SHA256 != a.sum:
+			return fmt.Sprintf("message %s: sha256 %x, want %x", a.id, m.SHA256, a.sum), ref
+		}
+		if why := fullyProtected(m, soakM); why != "" {
+			return why, ref
+		}
+	}
+	return "", ref
+}
+
+// storeRecords reads the records of ids from node k's store; an id the
+// node does not know is absent from the result.
+func (s *soak) storeRecords(k int, ids []lazaret.ID) (map[lazaret.ID]*lazaret.Metadata, error) {
+	c, err := s.client(k)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	out := make([]*lazaret.Metadata, len(ids))
+	err = parallel(len(ids), 8, func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		md, err := c.Stat(ctx, ids[i])
+		if errors.Is(err, lazaret.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", ids[i], err)
+		}
+		out[i] = md
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	recs := map[lazaret.ID]*lazaret.Metadata{}
+	for i, m := range out {
+		if m != nil {
+			recs[ids[i]] = m
+		}
+	}
+	return recs, nil
+}
+
+// pgIDs lists the message ids the index holds.
+func pgIDs(dsn string) ([]lazaret.ID, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT messageid FROM messages")
+	if err != nil {
+		return nil, err
+	}
+	var out []lazaret.ID
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, lazaret.ID(id))
+	}
+	return out, rows.Err()
 }
 
 // explainUndeleted finds messages whose delete was acknowledged but which
@@ -1057,8 +1211,9 @@ func (s *soak) verifyReads(acked []*netMsg) (lost, corrupt, resurrected int) {
 }
 
 // verifyIndex waits until every node's outbox is drained and compares the
-// PostgreSQL rows with the store's records (ref, from node 1): the same
-// ids, each with the same version and state.
+// PostgreSQL rows with the store's live records (ref, from node 1): every
+// live record has a row with its version and state, and every other row
+// says deleted.
 func (s *soak) verifyIndex(dsn string, ref map[lazaret.ID]*lazaret.Metadata, bound time.Duration) int {
 	deadline := time.Now().Add(bound)
 	for _, nd := range s.c.nodes {
@@ -1118,10 +1273,10 @@ func (s *soak) verifyIndex(dsn string, ref map[lazaret.ID]*lazaret.Metadata, bou
 			s.t.Logf("index row %s: %s %+v; store: %s %+v", id, g.state, g.v, m.State, m.Version)
 		}
 	}
-	for id := range got {
-		if ref[id] == nil {
+	for id, g := range got {
+		if ref[id] == nil && g.state != lazaret.StateDeleted.String() {
 			bad++
-			s.t.Logf("index has %s, which the store does not", id)
+			s.t.Logf("index row %s is %s, but the store has no live record", id, g.state)
 		}
 	}
 	s.logf("index: %d rows, %d store records, %d mismatches", len(got), len(ref), bad)
