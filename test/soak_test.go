@@ -547,8 +547,10 @@ func (s *soak) del(r *rand.Rand) {
 	s.logf("delete of %s never acknowledged", m.id)
 }
 
-func (s *soak) release(r *rand.Rand, k int) {
-	m := s.pick(r, true)
+// onMessage runs fn with a random acknowledged message (claimed for this
+// operation alone when claim is set) and a client of node k.
+func (s *soak) onMessage(r *rand.Rand, k int, claim bool, fn func(c *rpc.Client, m *netMsg)) {
+	m := s.pick(r, claim)
 	if m == nil {
 		return
 	}
@@ -557,67 +559,59 @@ func (s *soak) release(r *rand.Rand, k int) {
 		return
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(lazaret.WithRequestID(context.Background(), "soak-"+string(m.id)), 60*time.Second)
-	defer cancel()
-	if _, err := c.Release(ctx, m.id, nil, "soak"); err != nil {
-		s.count("release failed", 1)
-		return
-	}
-	s.mu.Lock()
-	s.released[m.id] = m
-	s.mu.Unlock()
-	s.count("release", 1)
+	fn(c, m)
+}
+
+func (s *soak) release(r *rand.Rand, k int) {
+	s.onMessage(r, k, true, func(c *rpc.Client, m *netMsg) {
+		ctx, cancel := context.WithTimeout(lazaret.WithRequestID(context.Background(), "soak-"+string(m.id)), 60*time.Second)
+		defer cancel()
+		if _, err := c.Release(ctx, m.id, nil, "soak"); err != nil {
+			s.count("release failed", 1)
+			return
+		}
+		s.mu.Lock()
+		s.released[m.id] = m
+		s.mu.Unlock()
+		s.count("release", 1)
+	})
 }
 
 func (s *soak) learn(r *rand.Rand, k int) {
-	m := s.pick(r, false)
-	if m == nil {
-		return
-	}
-	c, err := s.client(k)
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := c.Learn(ctx, m.id, lazaret.LearnSpam, "soak"); err == nil {
-		s.count("learn", 1)
-	}
+	s.onMessage(r, k, false, func(c *rpc.Client, m *netMsg) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := c.Learn(ctx, m.id, lazaret.LearnSpam, "soak"); err == nil {
+			s.count("learn", 1)
+		}
+	})
 }
 
 // read reads a message back during the faults: it may fail, but it must
 // never return other bytes.
 func (s *soak) read(r *rand.Rand, k int) {
-	m := s.pick(r, false)
-	if m == nil {
-		return
-	}
-	c, err := s.client(k)
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, rc, err := c.Open(ctx, m.id)
-	if err != nil {
-		return
-	}
-	defer rc.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, rc)
-	if err != nil {
-		return
-	}
-	s.count("read", 1)
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	if n != int64(m.size) || sum != m.sum {
-		s.mu.Lock()
-		s.corrupt = append(s.corrupt, fmt.Sprintf("+%.1fs read %s from node %d: %d bytes SHA-256 %x, put %d bytes %x", time.Since(s.start).Seconds(), m.id, k, n, sum[:8], m.size, m.sum[:8]))
-		s.mu.Unlock()
-	}
+	s.onMessage(r, k, false, func(c *rpc.Client, m *netMsg) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, rc, err := c.Open(ctx, m.id)
+		if err != nil {
+			return
+		}
+		defer rc.Close()
+		h := sha256.New()
+		n, err := io.Copy(h, rc)
+		if err != nil {
+			return
+		}
+		s.count("read", 1)
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		if n != int64(m.size) || sum != m.sum {
+			s.mu.Lock()
+			s.corrupt = append(s.corrupt, fmt.Sprintf("+%.1fs read %s from node %d: %d bytes SHA-256 %x, put %d bytes %x", time.Since(s.start).Seconds(), m.id, k, n, sum[:8], m.size, m.sum[:8]))
+			s.mu.Unlock()
+		}
+	})
 }
 
 // killLoop kills a random serving node every duration/kills, never taking
