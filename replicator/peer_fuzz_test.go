@@ -15,7 +15,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // rawCodec sends the fuzzer's bytes as the wire message unchanged, so the
@@ -80,7 +80,7 @@ func FuzzPeerRequests(f *testing.F) {
 	body := []byte("Subject: fuzz\r\n\r\nhello\r\n")
 	sum := sha256.Sum256(body)
 	now := timestamppb.New(time.Unix(1_700_000_000, 0))
-	msg := rpc.MessageToPB(&lazaret.Metadata{
+	msg := wire.MessageToPB(&lazaret.Metadata{
 		ID: lazaret.ID(id), Node: 1, Size: int64(len(body)), SHA256: sum, State: lazaret.StateQuarantined,
 		Received: now.AsTime(), Sender: "a@example.org", Recipients: []string{"b@example.org"},
 		Version:   lazaret.Version{Wall: now.AsTime().UnixNano(), Node: 1},
@@ -99,7 +99,7 @@ func FuzzPeerRequests(f *testing.F) {
 	f.Add(uint8(6), frame(&pb.RemoveNodeRequest{Number: 7}))
 
 	tc := newTestCluster(f, 1, false, nil)
-	cc := tc.net.conns[1]
+	cc := tc.net.Conn(1)
 	f.Fuzz(func(t *testing.T, sel uint8, data []byte) {
 		m := peerFuzzMethods[int(sel)%len(peerFuzzMethods)]
 		full := "/" + pb.Peer_ServiceDesc.ServiceName + "/" + m.name
