@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,18 +32,27 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 }
 func (rawCodec) Name() string { return "proto" }
 
-// peerFuzzMethods are the data-path methods of peer.proto, by fuzz selector.
-var peerFuzzMethods = []struct {
+// peerMethod is one method of the peer service.
+type peerMethod struct {
 	name          string
 	client, serve bool // client / server streaming
-}{
-	{"PutShard", true, false},
-	{"GetShard", false, true},
-	{"DeleteShards", false, false},
-	{"PushMeta", false, false},
-	{"NodeStatus", false, false},
-	{"Reconcile", true, true},
-	{"RemoveNode", false, false},
+}
+
+// peerFuzzMethods lists the data-path methods of peer.proto (every method
+// but Join, which the membership side serves), from the service
+// descriptor, so a new method is fuzzed without touching this file.
+func peerFuzzMethods() []peerMethod {
+	var out []peerMethod
+	for _, m := range pb.Peer_ServiceDesc.Methods {
+		if m.MethodName != "Join" {
+			out = append(out, peerMethod{name: m.MethodName})
+		}
+	}
+	for _, st := range pb.Peer_ServiceDesc.Streams {
+		out = append(out, peerMethod{name: st.StreamName, client: st.ClientStreams, serve: st.ServerStreams})
+	}
+	slices.SortFunc(out, func(a, b peerMethod) int { return strings.Compare(a.name, b.name) })
+	return out
 }
 
 // frames splits fuzz input into messages: each is a 2-byte big-endian
@@ -86,22 +97,27 @@ func FuzzPeerRequests(f *testing.F) {
 		Version:   lazaret.Version{Wall: now.AsTime().UnixNano(), Node: 1},
 		Placement: lazaret.Placement{K: 1, Shards: []lazaret.ShardLoc{{Node: 1, Index: 0, Size: int64(len(body)), SHA256: sum}}},
 	})
-	f.Add(uint8(0), frame(
+	methods := peerFuzzMethods()
+	sel := func(name string) uint8 {
+		return uint8(slices.IndexFunc(methods, func(m peerMethod) bool { return m.name == name }))
+	}
+	f.Add(sel("PutShard"), frame(
 		&pb.PutShardRequest{Part: &pb.PutShardRequest_Header{Header: &pb.ShardHeader{Id: id, K: 1, BodySize: int64(len(body))}}},
 		&pb.PutShardRequest{Part: &pb.PutShardRequest_Chunk{Chunk: body}},
 		&pb.PutShardRequest{Part: &pb.PutShardRequest_Trailer{Trailer: &pb.ShardTrailer{Size: int64(len(body)), Sha256: sum[:]}}},
 	))
-	f.Add(uint8(1), frame(&pb.GetShardRequest{Id: id}))
-	f.Add(uint8(2), frame(&pb.DeleteShardsRequest{Id: id}))
-	f.Add(uint8(3), frame(&pb.PushMetaRequest{Messages: []*pb.Message{msg}}))
-	f.Add(uint8(4), frame(&pb.NodeStatusRequest{}))
-	f.Add(uint8(5), frame(&pb.ReconcileFrame{Node: 2, Message: []byte{0, 1, 2}}, &pb.ReconcileFrame{Records: []*pb.Message{msg}}))
-	f.Add(uint8(6), frame(&pb.RemoveNodeRequest{Number: 7}))
+	f.Add(sel("GetShard"), frame(&pb.GetShardRequest{Id: id}))
+	f.Add(sel("DeleteShards"), frame(&pb.DeleteShardsRequest{Id: id}))
+	f.Add(sel("PushMeta"), frame(&pb.PushMetaRequest{Messages: []*pb.Message{msg}}))
+	f.Add(sel("NodeStatus"), frame(&pb.NodeStatusRequest{}))
+	f.Add(sel("Reconcile"), frame(&pb.ReconcileFrame{Node: 2, Message: []byte{0, 1, 2}}, &pb.ReconcileFrame{Records: []*pb.Message{msg}}))
+	f.Add(sel("RemoveNode"), frame(&pb.RemoveNodeRequest{Number: 7}))
+	f.Add(sel("GetMeta"), frame(&pb.GetMetaRequest{Ids: []string{id, "junk"}}))
 
 	tc := newTestCluster(f, 1, false, nil)
 	cc := tc.net.Conn(1)
-	f.Fuzz(func(t *testing.T, sel uint8, data []byte) {
-		m := peerFuzzMethods[int(sel)%len(peerFuzzMethods)]
+	f.Fuzz(func(t *testing.T, pick uint8, data []byte) {
+		m := methods[int(pick)%len(methods)]
 		full := "/" + pb.Peer_ServiceDesc.ServiceName + "/" + m.name
 		msgs := frames(data)
 		if len(msgs) == 0 {
