@@ -59,6 +59,21 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzVerdictHeaders -fuzztime=5s ./smtpfilter
 	$(GO) test -run=NONE -fuzz=FuzzSMTPSession -fuzztime=5s ./smtpfilter
 	$(GO) test -run=NONE -fuzz=FuzzReconcileMessage -fuzztime=5s ./replicator/reconcile
+	$(GO) test -run=NONE -fuzz=FuzzProxyHeader -fuzztime=5s ./smtpfilter
+	$(GO) test -run=NONE -fuzz=FuzzPeerRequests -fuzztime=5s ./replicator
+	$(GO) test -run=NONE -fuzz=FuzzParseConfig -fuzztime=5s ./cmd/lazaret
+
+## soak: the full fault soak (README "Fault soak"): 5 nodes in network
+## namespaces, SOAK_DURATION of faults with SOAK_KILLS kill -9; needs root.
+## `make test` runs a short one (TestFaultSoak with its defaults).
+.PHONY: soak
+SOAK_DURATION ?= 15m
+SOAK_KILLS    ?= 120
+soak: build
+	LAZARET_SOAK_DURATION=$(SOAK_DURATION) LAZARET_SOAK_KILLS=$(SOAK_KILLS) \
+	LAZARET_SOAK_HOLD=$${LAZARET_SOAK_HOLD:-15s} LAZARET_SOAK_SETTLE=$${LAZARET_SOAK_SETTLE:-10m} \
+	LAZARET_SOAK_RATE=$${LAZARET_SOAK_RATE:-5} LAZARET_SOAK_DISK=$${LAZARET_SOAK_DISK:-2147483648} \
+	  $(GO) test -count=1 -run '^TestFaultSoak$$' -v -timeout 90m ./test/
 
 ## bench-index: PostgreSQL index feed rate and search latency on 1,000,000
 ## generated messages (README "PostgreSQL index"); starts its own PostgreSQL.

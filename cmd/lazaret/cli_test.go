@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,6 +230,30 @@ func TestCLIPutGetStatLs(t *testing.T) {
 		if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".out.eml.tmp*")); len(left) > 0 {
 			t.Errorf("get -o left temporary files %v", left)
 		}
+	}
+
+	// get -o to something that is not a regular file (here a named pipe,
+	// as /dev/null would be) writes into it and leaves it what it was.
+	fifo := filepath.Join(t.TempDir(), "pipe")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		read <- b
+	}()
+	ok(t, env, nil, "get", idStdin, "-o", fifo)
+	select {
+	case got := <-read:
+		if !bytes.Equal(got, small) {
+			t.Errorf("get -o a named pipe: the reader got %d bytes, want %d identical bytes", len(got), len(small))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("get -o a named pipe: nothing arrived")
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("get -o replaced the named pipe: %v %v", fi.Mode(), err)
 	}
 
 	// stat --json parses and describes the message.

@@ -133,8 +133,21 @@ func (m *Main) get(ctx context.Context, args []string) error {
 }
 
 // writeFileAtomic writes r to path through a temporary file, so a failed or
-// corrupt read never leaves a partial file under the requested name.
+// corrupt read never leaves a partial file under the requested name. A path
+// that exists and is not a regular file (/dev/null, a pipe, a terminal) is
+// written to directly: renaming over it would replace the device with a file.
 func writeFileAtomic(path string, r io.Reader) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, r); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err

@@ -105,17 +105,22 @@ func DefaultConfig() Config {
 // LoadConfig reads a TOML file over the defaults. Unknown keys and bad values
 // are refused, naming the key.
 func LoadConfig(path string) (Config, error) {
-	cfg := DefaultConfig()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return DefaultConfig(), fmt.Errorf("config: %w", err)
 	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig is LoadConfig of a file's contents; name is used in errors.
+func ParseConfig(data []byte, name string) (Config, error) {
+	cfg := DefaultConfig()
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("config %s: %s", path, describeTOMLError(err))
+		return cfg, fmt.Errorf("config %s: %s", name, describeTOMLError(err))
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+		return cfg, fmt.Errorf("config %s: %w", name, err)
 	}
 	return cfg, nil
 }
