@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // JSON forms. Enums travel as their names and checksums as hex, so that the
@@ -60,6 +61,9 @@ func (h *hexSum) UnmarshalText(b []byte) error {
 // MarshalJSON writes m with its checksum in hex.
 func (m Metadata) MarshalJSON() ([]byte, error) {
 	type plain Metadata // no methods: avoids recursion
+	if m.Recipients == nil {
+		m.Recipients = []string{} // a message without recipients lists none, not null
+	}
 	return json.Marshal(struct {
 		plain
 		SHA256 hexSum `json:"sha256"`
@@ -102,5 +106,54 @@ func (s *ShardLoc) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	s.SHA256 = v.SHA256
+	return nil
+}
+
+// MarshalJSON writes s with Retention as "retention_seconds": a duration in
+// nanoseconds means nothing to the people and scripts reading it.
+func (s NodeStatus) MarshalJSON() ([]byte, error) {
+	type plain NodeStatus
+	return json.Marshal(struct {
+		plain
+		RetentionSeconds int64 `json:"retention_seconds"`
+	}{plain(s), int64(s.Retention / time.Second)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *NodeStatus) UnmarshalJSON(b []byte) error {
+	type plain NodeStatus
+	var v struct {
+		*plain
+		RetentionSeconds int64 `json:"retention_seconds"`
+	}
+	v.plain = (*plain)(s)
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	s.Retention = time.Duration(v.RetentionSeconds) * time.Second
+	return nil
+}
+
+// MarshalJSON writes s with BacklogAge as "backlog_age_seconds".
+func (s IndexStatus) MarshalJSON() ([]byte, error) {
+	type plain IndexStatus
+	return json.Marshal(struct {
+		plain
+		BacklogAgeSeconds float64 `json:"backlog_age_seconds"`
+	}{plain(s), s.BacklogAge.Seconds()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *IndexStatus) UnmarshalJSON(b []byte) error {
+	type plain IndexStatus
+	var v struct {
+		*plain
+		BacklogAgeSeconds float64 `json:"backlog_age_seconds"`
+	}
+	v.plain = (*plain)(s)
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	s.BacklogAge = time.Duration(v.BacklogAgeSeconds * float64(time.Second))
 	return nil
 }

@@ -107,8 +107,9 @@ type NodeStatus struct {
 	Messages  int64     `json:"messages"` // live (not deleted) messages
 	Bytes     int64     `json:"bytes"`    // body bytes of live messages
 	DiskBytes int64     `json:"disk_bytes"`
-	// Retention is how long messages are kept.
-	Retention time.Duration `json:"retention"`
+	// Retention is how long messages are kept. In JSON it is
+	// "retention_seconds", a whole number of seconds (see MarshalJSON).
+	Retention time.Duration `json:"-"`
 	// Health lists problems; empty means healthy.
 	Health []string `json:"health,omitempty"`
 	// Index describes the feed into the shared PostgreSQL index; nil when
@@ -184,8 +185,9 @@ type IndexStatus struct {
 	Reachable bool   `json:"reachable"` // the last attempt to reach it succeeded
 	// Backlog is the number of changes waiting in the outbox, and BacklogAge
 	// the age of the oldest.
-	Backlog    int64         `json:"backlog"`
-	BacklogAge time.Duration `json:"backlog_age"`
+	Backlog int64 `json:"backlog"`
+	// In JSON "backlog_age_seconds", in seconds (see MarshalJSON).
+	BacklogAge time.Duration `json:"-"`
 	// Resync says a full resynchronisation from the store is pending (the
 	// outbox overflowed, or was off).
 	Resync    bool      `json:"resync,omitempty"`

@@ -11,6 +11,8 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/erasure"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // Write guarantees
@@ -92,15 +94,9 @@ import (
 func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
 	const op = "put"
 	cl := n.cl
-	sender, rcpts, err := cleanEnvelope(req.Sender, req.Recipients)
-	if err != nil {
-		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
-	}
-	id := req.ID
+	id := req.ID // validated by Put
+	var err error
 	if id != "" {
-		if id, err = lazaret.ParseID(string(id)); err != nil {
-			return nil, &lazaret.Error{Op: op, Err: err}
-		}
 		if old, err := n.store.Meta(id); err == nil {
 			return n.retriedPut(ctx, old, body)
 		} else if !errors.Is(err, lazaret.ErrNotFound) {
@@ -123,7 +119,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		_, err := io.CopyN(&head, in, t)
 		switch {
 		case err == io.EOF:
-			code = Code{K: 1, M: code.M}
+			code = erasure.Code{K: 1, M: code.M}
 			src = &head
 		case err != nil:
 			return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("reading body: %w", err)}
@@ -132,7 +128,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		}
 	}
 	targets := placeShards(id, alive, code.Shards())
-	quorum := writeQuorum(cl.cfg.WriteQuorum, code)
+	quorum := erasure.WriteQuorum(cl.cfg.WriteQuorum, code)
 	under := false
 	if len(targets) < quorum {
 		if cl.cfg.Strict {
@@ -140,10 +136,10 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		}
 		n.log.Warn("put: too few nodes alive for the write quorum; keeping the body whole here (under-protected)",
 			"id", id, "alive", len(alive), "code", code.String(), "quorum", quorum)
-		code, quorum, under = Code{K: 1, M: 0}, 1, true
-		targets = []Member{self}
+		code, quorum, under = erasure.Code{K: 1, M: 0}, 1, true
+		targets = []member.Member{self}
 	}
-	selfTarget := slices.ContainsFunc(targets, func(m Member) bool { return m.Number == self.Number })
+	selfTarget := slices.ContainsFunc(targets, func(m member.Member) bool { return m.Number == self.Number })
 	var spool *bodySpool
 	if !cl.cfg.Strict && !(code.K == 1 && selfTarget) {
 		spool = newBodySpool(cl.cfg.SpoolDir)
@@ -153,7 +149,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 
 	chunk := cl.cfg.StripeChunkSize
 	grace := cl.cfg.StragglerGrace
-	enc, err := cl.codecs.get(code)
+	enc, err := cl.codecs.Get(code)
 	if err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
@@ -164,7 +160,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 	// A runner lags when at least quorum-1 others wait for data: the put
 	// can go on without it.
 	behind := func(r *shardRunner) bool { return p.caughtUp(r) >= max(quorum-1, 1) }
-	size, err := encodeStripes(enc, code, chunk, src, func(pieces [][]byte) error {
+	size, err := erasure.EncodeStripes(enc, code, chunk, src, func(pieces [][]byte) error {
 		for i, r := range p.runners {
 			if err := r.feed(ctx, grace, behind, pieces[i]); err != nil {
 				return err
@@ -194,7 +190,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 
 	var sum [32]byte
 	bodySHA.Sum(sum[:0])
-	m := n.newMetadata(id, req, sender, rcpts, hdr.Header(), size, sum)
+	m := n.newMetadata(id, req, hdr.Header(), size, sum)
 
 	// Decide what to commit: the placement of the shards stored, or a
 	// whole copy on this node.
@@ -265,7 +261,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		unlock()
 		p.discardAll(nil)
 		abortWhole()
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 	n.trackUnder(m)
 	unlock()

@@ -189,6 +189,17 @@ func TestClientFromConnectionUnlessTrustedRelay(t *testing.T) {
 	}
 }
 
+// A full disk is 452 4.3.1 (mail system full), which MTAs retry.
+func TestDiskFullReply(t *testing.T) {
+	q := &fakeQuarantine{putErr: &lazaret.Error{Op: "put", Err: fmt.Errorf("%w: 0 bytes free", lazaret.ErrDiskFull)}}
+	rc := dialRaw(t, startServer(t, q, nil))
+	rc.begin("x.example")
+	rc.cmd("MAIL FROM:<a@example.org>", "250")
+	rc.cmd("RCPT TO:<b@example.com>", "250")
+	rc.cmd("DATA", "354")
+	rc.cmd("Subject: x\r\n\r\nbody\r\n.", "452 4.3.1")
+}
+
 func TestErrorReplies(t *testing.T) {
 	q := &fakeQuarantine{putErr: &lazaret.Error{Op: "put", Err: fmt.Errorf("%w: disk full", lazaret.ErrUnavailable)}}
 	addr := startServer(t, q, func(c *Config) { c.MaxMessageBytes = 1000 })
@@ -572,4 +583,27 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+// An overlong HELO is cut to what a put accepts instead of getting the
+// message refused.
+func TestLongHeloClipped(t *testing.T) {
+	q := &fakeQuarantine{}
+	rc := dialRaw(t, startServer(t, q, nil))
+	rc.begin(strings.Repeat("h", 400) + ".example")
+	rc.cmd("MAIL FROM:<a@example.org>", "250")
+	rc.cmd("RCPT TO:<b@example.com>", "250")
+	rc.cmd("DATA", "354")
+	rc.cmd("Subject: x\r\n\r\nbody\r\n.", "250")
+	st := q.stored()
+	if len(st) != 1 {
+		t.Fatalf("stored %d messages", len(st))
+	}
+	req := st[0].req
+	if len(req.Helo) != lazaret.MaxHeloBytes {
+		t.Errorf("HELO stored with %d bytes, want %d", len(req.Helo), lazaret.MaxHeloBytes)
+	}
+	if err := req.Validate(); err != nil {
+		t.Errorf("the request the filter made does not validate: %v", err)
+	}
 }
