@@ -45,6 +45,7 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "/tmp/lazaret-dev", "cluster directory")
 	policy := fs.String("policy", "", `erasure code "k+m" for a new cluster; empty = by cluster size`)
 	firstIP := fs.String("first-ip", "127.0.0.1", "loopback address of node 1; node K gets the K-1th next one")
+	s3Nodes := fs.Int("s3-nodes", 1, "nodes 1..N serve the S3 API on port 9000 of their address (0: none)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -97,6 +98,11 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 				return fail(fmt.Errorf("bootstrapping node %d: %w", k, err))
 			}
 		}
+		if k <= *s3Nodes {
+			if err := devEnableS3(n, abs); err != nil { // dev_s3.go
+				return fail(err)
+			}
+		}
 		if err := m.devStart(self, n); err != nil {
 			return fail(err)
 		}
@@ -119,6 +125,11 @@ Use it from another shell:
 Any node's socket works (LAZARET_SOCKET=%s ...).
 Ctrl-C stops every node; the same command restarts the cluster with its data.
 `, running[0].socket(), running[len(running)-1].socket())
+	if *s3Nodes > 0 {
+		if err := m.devPrintS3(running[0], abs); err != nil { // dev_s3.go
+			return fail(err)
+		}
+	}
 
 	exited := make(chan *devNode, len(running))
 	for _, n := range running {

@@ -24,6 +24,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	relay := fs.String("relay", "", "deliver released messages to HOST:PORT (overrides release.relay)")
 	postgres := fs.String("postgres", "", "feed and search the PostgreSQL index at DSN (overrides index.postgres)")
 	httpAddr := fs.String("http", "", "serve /metrics, /health and /ready on ADDR, e.g. "+DefaultHTTPListen+" (overrides http.listen)")
+	s3Addr := fs.String("s3", "", "serve the S3 API on ADDR, e.g. 127.0.0.1:9000 (overrides s3.listen)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -51,6 +52,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	if *httpAddr != "" {
 		cfg.HTTP.Listen = *httpAddr
+	}
+	if *s3Addr != "" {
+		cfg.S3.Listen = *s3Addr
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -124,7 +128,14 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Cl
 		srv.Stop(context.Background())
 		return err
 	}
+	s3Svc, err := startS3(cfg, mon.wrap(cl.quarantine(node), "s3"), log, clock, stdout) // serve_s3.go
+	if err != nil {
+		smtpSvc.stop(context.Background(), log)
+		srv.Stop(context.Background())
+		return err
+	}
 	if err := mon.start(stdout); err != nil {
+		s3Svc.stop(context.Background())
 		smtpSvc.stop(context.Background(), log)
 		srv.Stop(context.Background())
 		return err
@@ -141,10 +152,15 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Cl
 	case err := <-smtpSvc.failed():
 		srv.Stop(context.Background())
 		return fmt.Errorf("smtp: %w", err)
+	case err := <-s3Svc.failed():
+		smtpSvc.stop(context.Background(), log)
+		srv.Stop(context.Background())
+		return fmt.Errorf("s3: %w", err)
 	}
 	mon.shuttingDown() // /health and /ready answer 503 from now on
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	s3Svc.stop(stopCtx)
 	smtpSvc.stop(stopCtx, log)
 	srv.Stop(stopCtx)
 	os.Remove(cfg.API.Socket)
