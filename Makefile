@@ -53,6 +53,9 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzVerdictHeaders -fuzztime=5s ./smtpfilter
 	$(GO) test -run=NONE -fuzz=FuzzSMTPSession -fuzztime=5s ./smtpfilter
 	$(GO) test -run=NONE -fuzz=FuzzReconcileMessage -fuzztime=5s ./replicator/reconcile
+	$(GO) test -run=NONE -fuzz=FuzzRequest -fuzztime=5s ./s3api
+	$(GO) test -run=NONE -fuzz=FuzzCanonical -fuzztime=5s ./s3api
+	$(GO) test -run=NONE -fuzz=FuzzChunked -fuzztime=5s ./s3api
 
 ## bench-index: PostgreSQL index feed rate and search latency on 1,000,000
 ## generated messages (README "PostgreSQL index"); starts its own PostgreSQL.

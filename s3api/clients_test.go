@@ -40,7 +40,7 @@ func awsClient(e *env, k, secret string) *s3.Client {
 	return s3.New(s3.Options{
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenSupported,
-		Region: "us-east-1", BaseEndpoint: aws.String(e.srv.URL), UsePathStyle: true,
+		Region:                     "us-east-1", BaseEndpoint: aws.String(e.srv.URL), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(k, secret, ""),
 		HTTPClient:  e.srv.Client(),
 	})
