@@ -118,10 +118,21 @@ func sidecarOf(m *lazaret.Metadata) []byte {
 		Sender: m.Sender, Recipients: m.Recipients, ClientIP: m.ClientIP, Helo: m.Helo,
 		From: m.From, To: m.To, Subject: m.Subject, Date: m.Date, MessageID: m.MessageID,
 		Size: m.Size, SHA256: hex.EncodeToString(m.SHA256[:]),
-		Verdict: m.Verdict, State: m.State, LearnedAs: m.LearnedAs, History: m.History,
+		Verdict: m.Verdict, State: m.State, LearnedAs: m.LearnedAs,
 	}
 	if m.MD5 != ([16]byte{}) {
 		sc.MD5 = hex.EncodeToString(m.MD5[:])
+	}
+	// Times in UTC: replicas agree on the instant but not on the zone a
+	// header's Date was written in, and every node must serve the same
+	// bytes.
+	if !sc.Date.IsZero() {
+		sc.Date = sc.Date.UTC()
+	}
+	sc.History = make([]lazaret.Event, len(m.History))
+	for i, e := range m.History {
+		e.Time = e.Time.UTC()
+		sc.History[i] = e
 	}
 	if sc.Recipients == nil {
 		sc.Recipients = []string{}

@@ -24,9 +24,10 @@ import (
 // keeping its id, metadata and history:
 //
 //   - sidecar first: it waits in memory (PendingTTL) for its body;
-//   - body first: it is restored at once with what is known (the
-//     x-amz-meta-lazaret-* headers, else its id, date and checksum), and
-//     the sidecar, when it comes, replaces that metadata;
+//   - body first: it waits up to a second for its sidecar, then is
+//     restored with what is known (the x-amz-meta-lazaret-* headers, else
+//     its id, date and checksum, with an empty history), and the sidecar,
+//     when it comes, replaces that metadata;
 //   - a sidecar of a message already stored with the same body replaces
 //     its metadata.
 //
@@ -193,6 +194,16 @@ func (s *Server) putRestoredBody(ctx context.Context, h http.Header, k objKey, b
 	data := buf.Bytes()
 	now := s.clock.Now()
 	rec := s.pending.take(k.id, now, s.cfg.PendingTTL)
+	// Clients upload a message's two objects concurrently: give the
+	// sidecar a moment, so the message is created once, complete.
+	for wait := 0; rec == nil && wait < 50 && h.Get(metaPrefix+"Id") == ""; wait++ {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		rec = s.pending.take(k.id, now, s.cfg.PendingTTL)
+	}
 	fromSidecar := rec != nil
 	if rec == nil {
 		var err error
@@ -201,7 +212,7 @@ func (s *Server) putRestoredBody(ctx context.Context, h http.Header, k objKey, b
 		}
 	}
 	if rec == nil {
-		rec = bareRecord(k, data, now, actor)
+		rec = bareRecord(k, data)
 	}
 	if rec.ID != k.id || !rec.Received.UTC().Truncate(24*time.Hour).Equal(k.day) {
 		return nil, errf(errInvalidArgument, "the metadata describes %s received %s, not %s", rec.ID, rec.Received.UTC().Format(time.DateOnly), k)
@@ -228,8 +239,10 @@ func (s *Server) putRestoredBody(ctx context.Context, h http.Header, k objKey, b
 
 // bareRecord is what a body alone under a message key says: its id, and
 // its receive time (the id's time when it falls on the key's date, else
-// the date's midnight).
-func bareRecord(k objKey, data []byte, now time.Time, actor string) *lazaret.Metadata {
+// the date's midnight). Its history is empty: histories merge as unions
+// across replicas, so an event recorded now would stay beside the
+// sidecar's history when that arrives.
+func bareRecord(k objKey, data []byte) *lazaret.Metadata {
 	received := k.id.Time().UTC()
 	if !received.Truncate(24 * time.Hour).Equal(k.day) {
 		received = k.day
@@ -237,7 +250,6 @@ func bareRecord(k objKey, data []byte, now time.Time, actor string) *lazaret.Met
 	return &lazaret.Metadata{
 		ID: k.id, Node: k.id.Node(), Received: received, Size: int64(len(data)), SHA256: sha256.Sum256(data),
 		Recipients: []string{}, State: lazaret.StateQuarantined,
-		History: []lazaret.Event{{Time: now.UTC(), Actor: actor, Action: "restore", Detail: "body without sidecar"}},
 	}
 }
 

@@ -26,6 +26,7 @@ type devNode struct {
 	cmd    *exec.Cmd
 	log    *os.File
 	exited chan struct{}
+	relay  string // serve --relay, if set
 }
 
 func (d *devNode) config() string { return filepath.Join(d.dir, "lazaret.toml") }
@@ -46,6 +47,7 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	policy := fs.String("policy", "", `erasure code "k+m" for a new cluster; empty = by cluster size`)
 	firstIP := fs.String("first-ip", "127.0.0.1", "loopback address of node 1; node K gets the K-1th next one")
 	s3Nodes := fs.Int("s3-nodes", 1, "nodes 1..N serve the S3 API on port 9000 of their address (0: none)")
+	relay := fs.String("relay", "", "every node releases to HOST:PORT (serve --relay)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -103,6 +105,7 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 				return fail(err)
 			}
 		}
+		n.relay = *relay
 		if err := m.devStart(self, n); err != nil {
 			return fail(err)
 		}
@@ -195,7 +198,11 @@ func (m *Main) devStart(self string, n *devNode) error {
 	}
 	fmt.Fprintf(logf, "\n==== lazaret dev: starting node%d at %s ====\n", n.k, time.Now().Format(time.RFC3339))
 	// Each node serves /metrics and /health on its own address.
-	n.cmd = exec.Command(self, "serve", "--config", n.config(), "--http", n.httpAddr())
+	args := []string{"serve", "--config", n.config(), "--http", n.httpAddr()}
+	if n.relay != "" {
+		args = append(args, "--relay", n.relay)
+	}
+	n.cmd = exec.Command(self, args...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	// Own process group: a terminal's Ctrl-C reaches only dev, which stops
 	// the nodes in order; Pdeathsig stops them if dev itself is killed.
