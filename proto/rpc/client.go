@@ -25,6 +25,12 @@ type Client struct {
 
 var _ lazaret.Quarantine = (*Client)(nil)
 
+// MaxReplySize bounds one reply the client accepts: a List page of
+// lazaret.MaxListLimit messages with their histories and scanner reports
+// is far larger than a body chunk (a page of 1,000 mail-mix messages was
+// 470 KB).
+const MaxReplySize = 32 << 20
+
 // DialUnix returns a client for the node serving the unix socket at path.
 // A missing socket is reported here, plainly, rather than as a gRPC
 // "connection refused" on the first call.
@@ -41,7 +47,7 @@ func DialUnix(path string) (*Client, error) {
 	}
 	conn, err := grpc.NewClient("unix://"+path,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(ChunkSize+64<<10)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxReplySize)))
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", path, err)
 	}
