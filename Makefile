@@ -68,5 +68,11 @@ bench: build
 	LAZARET_RECONCILE_TABLE=1 $(GO) test -count=1 -run='TestReconcileCostTable|TestMemSetIncremental' -v ./replicator/reconcile
 	LAZARET_REPAIR_TABLE=1 $(GO) test -count=1 -run=TestRepairThroughputTable -v ./replicator
 
+## bench-s3: rclone copy of 1,000 mail-mix messages against a lazaret get loop,
+## and ListObjectsV2 paging over 100,000 keys (README "S3 API").
+.PHONY: bench-s3
+bench-s3: build
+	LAZARET_S3_BENCH=1 $(GO) test -count=1 -run 'TestS3Bench' -v -timeout 60m ./test/
+
 clean:
 	rm -rf bin $(RUNDIR)
