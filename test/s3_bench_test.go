@@ -34,11 +34,9 @@ func needS3Bench(t *testing.T) {
 func TestS3BenchRcloneCopy(t *testing.T) {
 	needS3Bench(t)
 	needS3Clients(t)
-	d := startS3Dev(t, "127.42.3.1")
-	n := 1000
-	if os.Getenv("LAZARET_S3_MESSAGES") != "" {
-		n = s3Messages(t)
-	}
+	_, sinkAddr := startSink(t)
+	d := startS3Dev(t, "127.42.3.1", "--relay", sinkAddr)
+	n := envCount(t, "LAZARET_S3_MESSAGES", 1000, 20)
 	sums := putMix(t, d.devCluster, n, 77)
 	var total int64
 	c := d.client(1)
@@ -94,10 +92,7 @@ access_key = %q
 secret = %q
 `, ak, sk)), 0o600)
 	p := startServe(t, dir, "--config", cfg)
-	msgs := 50000
-	if v := os.Getenv("LAZARET_S3_LIST_MESSAGES"); v != "" {
-		fmt.Sscan(v, &msgs)
-	}
+	msgs := envCount(t, "LAZARET_S3_LIST_MESSAGES", 50000, 1000)
 	c := p.client()
 	ctx := context.Background()
 	start := time.Now()

@@ -121,16 +121,7 @@ func needS3Clients(t *testing.T) {
 
 // s3Messages is how many messages the backup test puts: 200 in make test,
 // the 1,000 with LAZARET_S3_MESSAGES=1000.
-func s3Messages(t *testing.T) int {
-	if v := os.Getenv("LAZARET_S3_MESSAGES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 20 {
-			t.Fatalf("LAZARET_S3_MESSAGES=%q: want a number >= 20", v)
-		}
-		return n
-	}
-	return 200
-}
+func s3Messages(t *testing.T) int { return envCount(t, "LAZARET_S3_MESSAGES", 200, 20) }
 
 // putMix puts n messages of the size mix with verdicts and several
 // recipients through the nodes' APIs, learns every 10th as spam, releases

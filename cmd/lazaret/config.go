@@ -114,6 +114,15 @@ func LoadConfig(path string) (Config, error) {
 	return cfg, nil
 }
 
+// loadConfigOr loads the config file at path, or returns the defaults when
+// path is empty.
+func loadConfigOr(path string) (Config, error) {
+	if path == "" {
+		return DefaultConfig(), nil
+	}
+	return LoadConfig(path)
+}
+
 func describeTOMLError(err error) string {
 	var strict *toml.StrictMissingError
 	if errors.As(err, &strict) && len(strict.Errors) > 0 {

@@ -21,12 +21,9 @@ func (m *Main) s3(ctx context.Context, args []string) error {
 	if _, err := parse(fs, args[2:]); err != nil {
 		return err
 	}
-	cfg := DefaultConfig()
-	if *configPath != "" {
-		var err error
-		if cfg, err = LoadConfig(*configPath); err != nil {
-			return err
-		}
+	cfg, err := loadConfigOr(*configPath)
+	if err != nil {
+		return err
 	}
 	kf := s3api.OpenKeyFile(cfg.s3KeysFile())
 	if args[1] == "list" {

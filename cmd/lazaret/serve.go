@@ -28,12 +28,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg := DefaultConfig()
-	if *configPath != "" {
-		var err error
-		if cfg, err = LoadConfig(*configPath); err != nil {
-			return err
-		}
+	cfg, err := loadConfigOr(*configPath)
+	if err != nil {
+		return err
 	}
 	if *data != "" {
 		cfg.Store.Data = *data
