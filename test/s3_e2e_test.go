@@ -254,6 +254,12 @@ func TestS3BackupRestore(t *testing.T) {
 	}
 
 	// aws cli: ls, head-object, cp (ranged GETs above 8 MiB), sync of a day, presign + curl.
+	if out := a.mustRun(t, 3, time.Minute, "aws", "s3", "ls"); !strings.Contains(out, "quarantine") {
+		t.Fatalf("aws s3 ls (ListBuckets): %q", out)
+	}
+	if out := a.mustRun(t, 3, time.Minute, "rclone", "lsd", "lz:"); !strings.Contains(out, "quarantine") {
+		t.Fatalf("rclone lsd: %q", out)
+	}
 	out := a.mustRun(t, 2, time.Minute, "aws", "s3", "ls", "--recursive", "s3://quarantine/")
 	if countLines(out) != 2*live {
 		t.Fatalf("aws s3 ls: %d lines, want %d", countLines(out), 2*live)
