@@ -40,6 +40,17 @@ type entry struct {
 type daySnapshot struct {
 	entries []entry
 	built   time.Time
+	// sidecars are the sidecar entries by message, with the metadata
+	// version and history length they were made from (a merge can add
+	// history events under the same version): a re-read of the day
+	// encodes only the sidecars of messages that changed.
+	sidecars map[lazaret.ID]sidecarEntry
+}
+
+type sidecarEntry struct {
+	version lazaret.Version
+	events  int
+	entry   entry
 }
 
 // dayCache keeps the sorted keys of recently read days.
@@ -75,10 +86,12 @@ func (c *dayCache) put(day time.Time, s *daySnapshot) {
 	c.days[day] = s
 }
 
-// readDay lists one day's messages and returns its sorted entries.
-func (s *Server) readDay(ctx context.Context, day time.Time) ([]entry, error) {
+// readDay lists one day's messages and returns its sorted entries; prev,
+// if not nil, is the day's previous snapshot.
+func (s *Server) readDay(ctx context.Context, day time.Time, prev *daySnapshot) (*daySnapshot, error) {
 	q := lazaret.ListQuery{Since: day, Until: day.Add(24 * time.Hour), Limit: lazaret.MaxListLimit}
 	var out []entry
+	sides := map[lazaret.ID]sidecarEntry{}
 	for {
 		page, err := s.q.List(ctx, q)
 		if err != nil {
@@ -89,11 +102,17 @@ func (s *Server) readDay(ctx context.Context, day time.Time) ([]entry, error) {
 			if !eml.day.Equal(day) {
 				continue
 			}
-			sc := sidecarOf(m)
-			sum := md5.Sum(sc)
-			out = append(out,
-				entry{key: eml.String(), size: m.Size, etag: etag(m), mod: m.Received},
-				entry{key: side.String(), size: int64(len(sc)), etag: `"` + hex.EncodeToString(sum[:]) + `"`, mod: lastChange(m)})
+			se, ok := sidecarEntry{}, false
+			if prev != nil {
+				se, ok = prev.sidecars[m.ID]
+			}
+			if !ok || se.version != m.Version || se.events != len(m.History) {
+				sc := sidecarOf(m)
+				sum := md5.Sum(sc)
+				se = sidecarEntry{m.Version, len(m.History), entry{key: side.String(), size: int64(len(sc)), etag: `"` + hex.EncodeToString(sum[:]) + `"`, mod: lastChange(m)}}
+			}
+			sides[m.ID] = se
+			out = append(out, entry{key: eml.String(), size: m.Size, etag: etag(m), mod: m.Received}, se.entry)
 		}
 		if page.NextCursor == "" {
 			break
@@ -101,22 +120,22 @@ func (s *Server) readDay(ctx context.Context, day time.Time) ([]entry, error) {
 		q.Cursor = page.NextCursor
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
-	return out, nil
+	return &daySnapshot{entries: out, sidecars: sides}, nil
 }
 
 func (s *Server) day(ctx context.Context, day time.Time, fresh bool) ([]entry, error) {
-	if !fresh {
-		if snap := s.days.get(day); snap != nil && s.clock.Now().Sub(snap.built) < s.cfg.SnapshotTTL {
-			return snap.entries, nil
-		}
+	prev := s.days.get(day)
+	if !fresh && prev != nil && s.clock.Now().Sub(prev.built) < s.cfg.SnapshotTTL {
+		return prev.entries, nil
 	}
 	built := s.clock.Now()
-	es, err := s.readDay(ctx, day)
+	snap, err := s.readDay(ctx, day, prev)
 	if err != nil {
 		return nil, err
 	}
-	s.days.put(day, &daySnapshot{entries: es, built: built})
-	return es, nil
+	snap.built = built
+	s.days.put(day, snap)
+	return snap.entries, nil
 }
 
 // anyIn reports whether a listed message was received in [from, until).
