@@ -46,7 +46,7 @@ type pendingSidecar struct {
 }
 
 // maxPending bounds the sidecars waiting for their body.
-const maxPending = 200_000
+const maxPending = 100_000
 
 func newPendingSidecars() *pendingSidecars {
 	return &pendingSidecars{m: map[lazaret.ID]pendingSidecar{}}

@@ -92,7 +92,7 @@ func New(cfg Config, q lazaret.Quarantine, keys KeyLookup, log *slog.Logger, clo
 	}
 	return &Server{
 		cfg: cfg, q: q, keys: keys, log: log, clock: clock,
-		days: newDayCache(16), pending: newPendingSidecars(),
+		days: newDayCache(4), pending: newPendingSidecars(),
 	}, nil
 }
 
