@@ -331,7 +331,7 @@ func TestS3BackupRestore(t *testing.T) {
 	// A brand-new empty cluster; rclone copy the backup into it.
 	b := startS3Dev(t, "127.42.1.1")
 	start = time.Now()
-	out = b.mustRun(t, 2, 15*time.Minute, "rclone", "copy", "--transfers", "4", backup, "lz:quarantine")
+	b.mustRun(t, 2, 15*time.Minute, "rclone", "copy", "--transfers", "4", backup, "lz:quarantine")
 	t.Logf("rclone copy back of %d objects in %v", 2*live, time.Since(start).Round(time.Millisecond))
 	cb := b.client(3)
 	for id, sum := range sums {
