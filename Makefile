@@ -74,6 +74,9 @@ soak: build
 	LAZARET_SOAK_HOLD=$${LAZARET_SOAK_HOLD:-15s} LAZARET_SOAK_SETTLE=$${LAZARET_SOAK_SETTLE:-10m} \
 	LAZARET_SOAK_RATE=$${LAZARET_SOAK_RATE:-5} LAZARET_SOAK_DISK=$${LAZARET_SOAK_DISK:-2147483648} \
 	  $(GO) test -count=1 -run '^TestFaultSoak$$' -v -timeout 90m ./test/
+	$(GO) test -run=NONE -fuzz=FuzzRequest -fuzztime=5s ./s3api
+	$(GO) test -run=NONE -fuzz=FuzzCanonical -fuzztime=5s ./s3api
+	$(GO) test -run=NONE -fuzz=FuzzChunked -fuzztime=5s ./s3api
 
 ## bench-index: PostgreSQL index feed rate and search latency on 1,000,000
 ## generated messages (README "PostgreSQL index"); starts its own PostgreSQL.
@@ -85,6 +88,12 @@ bench: build
 	$(GO) test -run=NONE -bench=. -benchmem ./...
 	LAZARET_RECONCILE_TABLE=1 $(GO) test -count=1 -run='TestReconcileCostTable|TestMemSetIncremental' -v ./replicator/reconcile
 	LAZARET_REPAIR_TABLE=1 $(GO) test -count=1 -run=TestRepairThroughputTable -v ./replicator
+
+## bench-s3: rclone copy of 1,000 mail-mix messages against a lazaret get loop,
+## and ListObjectsV2 paging over 100,000 keys (README "S3 API").
+.PHONY: bench-s3
+bench-s3: build
+	LAZARET_S3_BENCH=1 $(GO) test -count=1 -run 'TestS3Bench' -v -timeout 60m ./test/
 
 clean:
 	rm -rf bin $(RUNDIR)

@@ -58,7 +58,20 @@ func (h *hexSum) UnmarshalText(b []byte) error {
 	return err
 }
 
-// MarshalJSON writes m with its checksum in hex.
+// hexMD5 is an MD5 sum in JSON: a hex string; the zero sum is omitted.
+type hexMD5 [16]byte
+
+func (h hexMD5) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(h[:])), nil }
+
+func (h *hexMD5) UnmarshalText(b []byte) error {
+	if len(b) != 32 {
+		return fmt.Errorf("%w: md5 %q is not 32 hex digits", ErrInvalidArgument, b)
+	}
+	_, err := hex.Decode(h[:], b)
+	return err
+}
+
+// MarshalJSON writes m with its checksums in hex.
 func (m Metadata) MarshalJSON() ([]byte, error) {
 	type plain Metadata // no methods: avoids recursion
 	if m.Recipients == nil {
@@ -67,7 +80,8 @@ func (m Metadata) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		plain
 		SHA256 hexSum `json:"sha256"`
-	}{plain(m), hexSum(m.SHA256)})
+		MD5    hexMD5 `json:"md5,omitzero"`
+	}{plain(m), hexSum(m.SHA256), hexMD5(m.MD5)})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -76,12 +90,13 @@ func (m *Metadata) UnmarshalJSON(b []byte) error {
 	var v struct {
 		*plain
 		SHA256 hexSum `json:"sha256"`
+		MD5    hexMD5 `json:"md5,omitzero"`
 	}
 	v.plain = (*plain)(m)
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
-	m.SHA256 = v.SHA256
+	m.SHA256, m.MD5 = v.SHA256, v.MD5
 	return nil
 }
 

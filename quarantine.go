@@ -61,6 +61,15 @@ type PutRequest struct {
 	Received time.Time
 	// Actor names who is writing, for the history ("grpc", "smtp", "cli:alice").
 	Actor string
+
+	// Restore, when set, recreates a message from a backup (see
+	// ValidateRestore): the message keeps Restore's id, node, received
+	// time, envelope, header fields, verdict, state, learned-as and history
+	// verbatim, and the other fields above are ignored. The body must match
+	// Restore's Size and SHA256. A restore of an id already stored with the
+	// same body replaces that message's metadata with Restore's (a newer
+	// version, replicated as any change); another body is a conflict.
+	Restore *Metadata
 }
 
 // ListQuery selects messages for List. Zero fields do not filter.

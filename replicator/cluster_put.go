@@ -3,6 +3,7 @@ package replicator
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -98,7 +99,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 	var err error
 	if id != "" {
 		if old, err := n.store.Meta(id); err == nil {
-			return n.retriedPut(ctx, old, body)
+			return n.retriedPut(ctx, old, req, body)
 		} else if !errors.Is(err, lazaret.ErrNotFound) {
 			return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 		}
@@ -107,9 +108,9 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 	}
 
 	var hdr lazaret.HeaderCapture
-	bodySHA := sha256.New()
+	bodySHA, bodyMD5 := sha256.New(), md5.New()
 	limited := &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1}
-	in := io.TeeReader(limited, io.MultiWriter(&hdr, bodySHA))
+	in := io.TeeReader(limited, io.MultiWriter(&hdr, bodySHA, bodyMD5))
 
 	all, alive, self := cl.liveMembers()
 	code := clusterCode(cl.policy, all)
@@ -190,7 +191,12 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 
 	var sum [32]byte
 	bodySHA.Sum(sum[:0])
+	if err := checkRestoredBody(req, size, sum); err != nil { // restore.go
+		p.discardAll(nil)
+		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
+	}
 	m := n.newMetadata(id, req, hdr.Header(), size, sum)
+	bodyMD5.Sum(m.MD5[:0])
 
 	// Decide what to commit: the placement of the shards stored, or a
 	// whole copy on this node.
@@ -244,6 +250,9 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		p.discardAll(placementNodes(old))
 		abortWhole()
 		if old.SHA256 == m.SHA256 && old.State != lazaret.StateDeleted {
+			if req.Restore != nil {
+				return n.restoreOnto(ctx, req.Restore, req.Sender, req.Recipients, m.MD5)
+			}
 			return old, nil // a concurrent retry of the same put
 		}
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: id already holds another message", lazaret.ErrConflict)}
@@ -279,15 +288,25 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 
 // retriedPut answers a put of an id that is already stored: the same body
 // gets the stored metadata back (a writer retrying after a lost
-// acknowledgement), anything else is a conflict.
-func (n *Node) retriedPut(ctx context.Context, old *lazaret.Metadata, body io.Reader) (*lazaret.Metadata, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1}); err != nil {
+// acknowledgement), or for a restore the restored metadata; anything else
+// is a conflict.
+func (n *Node) retriedPut(ctx context.Context, old *lazaret.Metadata, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
+	h, h5 := sha256.New(), md5.New()
+	size, err := io.Copy(io.MultiWriter(h, h5), &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1})
+	if err != nil {
 		return nil, &lazaret.Error{Op: "put", ID: old.ID, Err: fmt.Errorf("reading body: %w", err)}
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])
+	if err := checkRestoredBody(req, size, sum); err != nil {
+		return nil, &lazaret.Error{Op: "put", ID: old.ID, Err: err}
+	}
 	if sum == old.SHA256 && old.State != lazaret.StateDeleted {
+		if req.Restore != nil {
+			var sum5 [16]byte
+			h5.Sum(sum5[:0])
+			return n.restoreOnto(ctx, req.Restore, req.Sender, req.Recipients, sum5)
+		}
 		return old, nil
 	}
 	return nil, &lazaret.Error{Op: "put", ID: old.ID, Err: fmt.Errorf("%w: id already holds another message", lazaret.ErrConflict)}

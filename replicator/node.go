@@ -3,6 +3,7 @@ package replicator
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -93,6 +94,9 @@ func (n *Node) lock(id lazaret.ID) func() {
 // over the cluster.
 func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
 	const op = "put"
+	if err := prepareRestore(&req); err != nil { // restore.go
+		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
+	}
 	// The one check of what a writer supplies, for every frontend.
 	if err := req.Validate(); err != nil {
 		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
@@ -138,9 +142,10 @@ func (n *Node) putLocal(ctx context.Context, req lazaret.PutRequest, body io.Rea
 	}()
 
 	var hdr lazaret.HeaderCapture
+	bodyMD5 := md5.New()
 	limited := &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1}
 	sw := &writeErr{w: w}
-	size, err := io.Copy(io.MultiWriter(sw, &hdr), limited)
+	size, err := io.Copy(io.MultiWriter(sw, &hdr, bodyMD5), limited)
 	switch {
 	case sw.err != nil:
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("storing body: %w", lazaret.Temporary(sw.err))}
@@ -155,13 +160,23 @@ func (n *Node) putLocal(ctx context.Context, req lazaret.PutRequest, body io.Rea
 	if err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
+	if err := checkRestoredBody(req, size, info.SHA256); err != nil {
+		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
+	}
+	var sumMD5 [16]byte
+	bodyMD5.Sum(sumMD5[:0])
 
 	unlock := n.lock(id)
-	defer unlock()
+	defer func() { unlock() }() // the restore below unlocks early
 	if old, err := n.store.Meta(id); err == nil {
 		// A writer retrying after a lost acknowledgement gets the stored
 		// message back; anything else reusing the id is refused.
 		if old.SHA256 == info.SHA256 && old.State != lazaret.StateDeleted {
+			if req.Restore != nil {
+				unlock()
+				unlock = func() {}
+				return n.restoreOnto(ctx, req.Restore, req.Sender, req.Recipients, sumMD5)
+			}
 			return old, nil
 		}
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: id already holds another message", lazaret.ErrConflict)}
@@ -170,6 +185,7 @@ func (n *Node) putLocal(ctx context.Context, req lazaret.PutRequest, body io.Rea
 	}
 
 	m := n.newMetadata(id, req, hdr.Header(), size, info.SHA256)
+	m.MD5 = sumMD5
 	if err := n.store.Commit(ctx, m, w); err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
@@ -181,6 +197,11 @@ func (n *Node) putLocal(ctx context.Context, req lazaret.PutRequest, body io.Rea
 // said, header fields it left empty filled from the parsed header, and the
 // "quarantine" event. Both put paths (whole copy and cluster) use it.
 func (n *Node) newMetadata(id lazaret.ID, req lazaret.PutRequest, h lazaret.HeaderInfo, size int64, sum [32]byte) *lazaret.Metadata {
+	if req.Restore != nil {
+		m := lazaret.Restored(req.Restore, req.Sender, req.Recipients)
+		m.Size, m.SHA256, m.Version = size, sum, n.hlc.Now()
+		return m
+	}
 	now := n.clock.Now()
 	received := req.Received
 	if received.IsZero() {

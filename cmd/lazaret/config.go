@@ -35,6 +35,7 @@ type Config struct {
 	Cluster   ClusterConfig   `toml:"cluster"` // config_cluster.go
 	HTTP      HTTPConfig      `toml:"http"`    // config_http.go
 	Health    HealthConfig    `toml:"health"`  // config_http.go
+	S3        S3Config        `toml:"s3"`      // config_s3.go
 }
 
 // NodeConfig is the [node] table.
@@ -99,6 +100,7 @@ func DefaultConfig() Config {
 		Cluster:   defaultClusterConfig(),
 		HTTP:      defaultHTTPConfig(),
 		Health:    defaultHealthConfig(),
+		S3:        defaultS3Config(),
 	}
 }
 
@@ -123,6 +125,15 @@ func ParseConfig(data []byte, name string) (Config, error) {
 		return cfg, fmt.Errorf("config %s: %w", name, err)
 	}
 	return cfg, nil
+}
+
+// loadConfigOr loads the config file at path, or returns the defaults when
+// path is empty.
+func loadConfigOr(path string) (Config, error) {
+	if path == "" {
+		return DefaultConfig(), nil
+	}
+	return LoadConfig(path)
 }
 
 func describeTOMLError(err error) string {
@@ -188,6 +199,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Health.validate(); err != nil {
+		return err
+	}
+	if err := c.validateS3(); err != nil {
 		return err
 	}
 	switch c.Log.Level {
@@ -273,6 +287,9 @@ func (c *Config) daemonConfig() daemon.Config {
 	}
 	if c.Index.Postgres != "" {
 		dc.Index = &daemon.IndexConfig{Postgres: c.Index.pgConfig(), Feeder: c.feederConfig(), OutboxMaxRecords: c.Index.OutboxMaxRecords}
+	}
+	if c.S3.Listen != "" {
+		dc.Frontends = append(dc.Frontends, c.s3Frontend()) // serve_s3.go
 	}
 	if c.Cluster.Enabled {
 		cl := c.Cluster

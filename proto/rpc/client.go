@@ -27,10 +27,11 @@ type Client struct {
 
 var _ lazaret.Quarantine = (*Client)(nil)
 
-// maxRecvBytes is the largest response a client accepts: a body chunk, or a
-// List page (bounded by the server at maxListBytes, but one record may be
-// larger on its own).
-const maxRecvBytes = 4 << 20
+// MaxReplySize bounds one reply the client accepts: a List page of
+// lazaret.MaxListLimit messages with their histories and scanner reports
+// is far larger than a body chunk (a page of 1,000 mail-mix messages was
+// 470 KB).
+const MaxReplySize = 32 << 20
 
 // DialUnix returns a client for the node serving the unix socket at path.
 // A missing socket is reported here, plainly, rather than as a gRPC
@@ -55,7 +56,7 @@ func DialUnix(path string) (*Client, error) {
 	}
 	conn, err := grpc.NewClient("unix://"+abs,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxReplySize)))
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", path, err)
 	}
