@@ -3,6 +3,7 @@ package replicator
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -94,27 +95,21 @@ import (
 //     StragglerGrace), queue it for every member; the put is acknowledged.
 func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
 	const op = "put"
-	sender, rcpts, err := cleanEnvelope(req.Sender, req.Recipients)
-	if err != nil {
-		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
-	}
-	id := req.ID
+	id := req.ID // validated by Put
+	var err error
 	if id != "" {
-		if id, err = lazaret.ParseID(string(id)); err != nil {
-			return nil, &lazaret.Error{Op: op, Err: err}
-		}
 		if old, err := n.store.Meta(id); err == nil {
-			return n.retriedPut(ctx, old, body)
+			return n.retriedPut(ctx, old, req, body)
 		} else if !errors.Is(err, lazaret.ErrNotFound) {
 			return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 		}
 	} else if id, err = n.alloc.Next(); err != nil {
 		return nil, &lazaret.Error{Op: op, Err: err}
 	}
-	cp := &clusterPut{n: n, cl: n.cl, ctx: ctx, id: id, bodySHA: sha256.New()}
+	cp := &clusterPut{n: n, cl: n.cl, ctx: ctx, req: req, id: id, bodySHA: sha256.New(), bodyMD5: md5.New()}
 	defer cp.close()
 	limited := &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1}
-	in := io.TeeReader(limited, io.MultiWriter(&cp.hdr, cp.bodySHA))
+	in := io.TeeReader(limited, io.MultiWriter(&cp.hdr, cp.bodySHA, cp.bodyMD5))
 	if err := cp.chooseCode(in); err != nil { // step 1
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
@@ -126,7 +121,12 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 	}
 	var sum [32]byte
 	cp.bodySHA.Sum(sum[:0])
-	m := n.newMetadata(id, req, sender, rcpts, cp.hdr.Header(), cp.size, sum)
+	if err := checkRestoredBody(req, cp.size, sum); err != nil { // restore.go
+		cp.p.discardAll(nil)
+		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
+	}
+	m := n.newMetadata(id, req, cp.hdr.Header(), cp.size, sum)
+	cp.bodyMD5.Sum(m.MD5[:0])
 	if err := cp.decide(m); err != nil { // step 5
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
@@ -149,10 +149,12 @@ type clusterPut struct {
 	n   *Node
 	cl  *clusterNode
 	ctx context.Context
+	req lazaret.PutRequest
 	id  lazaret.ID
 
 	hdr     lazaret.HeaderCapture // the parsed header, filled while streaming
 	bodySHA hash.Hash             // the body's SHA-256, likewise
+	bodyMD5 hash.Hash             // and its MD5 (S3's ETag)
 
 	all, alive []member.Member
 	self       member.Member
@@ -338,6 +340,9 @@ func (cp *clusterPut) commit(m *lazaret.Metadata) (*lazaret.Metadata, error) {
 		// same nodes as ours, so leave those nodes alone.
 		cleanup(placementNodes(old))
 		if old.SHA256 == m.SHA256 && old.State != lazaret.StateDeleted {
+			if cp.req.Restore != nil {
+				return n.restoreOnto(cp.ctx, cp.req.Restore, cp.req.Sender, cp.req.Recipients, m.MD5)
+			}
 			return old, nil // a concurrent retry of the same put
 		}
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: id already holds another message", lazaret.ErrConflict)}
@@ -353,7 +358,7 @@ func (cp *clusterPut) commit(m *lazaret.Metadata) (*lazaret.Metadata, error) {
 	if err := n.store.Commit(cp.ctx, m, ws...); err != nil {
 		unlock()
 		cleanup(nil)
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 	n.trackUnder(m)
 	unlock()
@@ -362,15 +367,25 @@ func (cp *clusterPut) commit(m *lazaret.Metadata) (*lazaret.Metadata, error) {
 
 // retriedPut answers a put of an id that is already stored: the same body
 // gets the stored metadata back (a writer retrying after a lost
-// acknowledgement), anything else is a conflict.
-func (n *Node) retriedPut(ctx context.Context, old *lazaret.Metadata, body io.Reader) (*lazaret.Metadata, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1}); err != nil {
+// acknowledgement), or for a restore the restored metadata; anything else
+// is a conflict.
+func (n *Node) retriedPut(ctx context.Context, old *lazaret.Metadata, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
+	h, h5 := sha256.New(), md5.New()
+	size, err := io.Copy(io.MultiWriter(h, h5), &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1})
+	if err != nil {
 		return nil, &lazaret.Error{Op: "put", ID: old.ID, Err: fmt.Errorf("reading body: %w", err)}
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])
+	if err := checkRestoredBody(req, size, sum); err != nil {
+		return nil, &lazaret.Error{Op: "put", ID: old.ID, Err: err}
+	}
 	if sum == old.SHA256 && old.State != lazaret.StateDeleted {
+		if req.Restore != nil {
+			var sum5 [16]byte
+			h5.Sum(sum5[:0])
+			return n.restoreOnto(ctx, req.Restore, req.Sender, req.Recipients, sum5)
+		}
 		return old, nil
 	}
 	return nil, &lazaret.Error{Op: "put", ID: old.ID, Err: fmt.Errorf("%w: id already holds another message", lazaret.ErrConflict)}
