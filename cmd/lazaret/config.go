@@ -31,6 +31,7 @@ type Config struct {
 	Cluster   ClusterConfig   `toml:"cluster"` // config_cluster.go
 	HTTP      HTTPConfig      `toml:"http"`    // config_http.go
 	Health    HealthConfig    `toml:"health"`  // config_http.go
+	FUSE      FUSEConfig      `toml:"fuse"`    // config_fuse.go
 }
 
 // NodeConfig is the [node] table.
@@ -91,6 +92,7 @@ func DefaultConfig() Config {
 		Cluster:   defaultClusterConfig(),
 		HTTP:      defaultHTTPConfig(),
 		Health:    defaultHealthConfig(),
+		FUSE:      defaultFUSEConfig(),
 	}
 }
 
@@ -175,6 +177,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Health.validate(); err != nil {
+		return err
+	}
+	if err := c.FUSE.validate(c); err != nil {
 		return err
 	}
 	switch c.Log.Level {

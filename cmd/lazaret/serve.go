@@ -124,6 +124,13 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, clock lazaret.Cl
 		srv.Stop(context.Background())
 		return err
 	}
+	fm, err := startFUSE(ctx, cfg, mon.wrap(cl.quarantine(node), "fuse"), log, stdout) // serve_fuse.go
+	if err != nil {
+		smtpSvc.stop(context.Background(), log)
+		srv.Stop(context.Background())
+		return err
+	}
+	defer fm.stop() // before the node and store close
 	if err := mon.start(stdout); err != nil {
 		smtpSvc.stop(context.Background(), log)
 		srv.Stop(context.Background())

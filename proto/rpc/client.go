@@ -27,8 +27,9 @@ var _ lazaret.Quarantine = (*Client)(nil)
 
 // DialUnix returns a client for the node serving the unix socket at path.
 // A missing socket is reported here, plainly, rather than as a gRPC
-// "connection refused" on the first call.
-func DialUnix(path string) (*Client, error) {
+// "connection refused" on the first call. Extra options (a reconnect
+// backoff, say) are added to the defaults.
+func DialUnix(path string, opts ...grpc.DialOption) (*Client, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -39,9 +40,9 @@ func DialUnix(path string) (*Client, error) {
 	if fi.Mode()&os.ModeSocket == 0 {
 		return nil, fmt.Errorf("connect %s: not a unix socket", path)
 	}
-	conn, err := grpc.NewClient("unix://"+path,
+	conn, err := grpc.NewClient("unix://"+path, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(ChunkSize+64<<10)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(ChunkSize+64<<10))}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", path, err)
 	}
