@@ -42,7 +42,7 @@ func DialUnix(path string, opts ...grpc.DialOption) (*Client, error) {
 	}
 	conn, err := grpc.NewClient("unix://"+path, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(ChunkSize+64<<10))}, opts...)...)
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(ChunkSize + 64<<10))}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", path, err)
 	}
