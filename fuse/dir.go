@@ -208,8 +208,15 @@ func (d *dirNode) fail(op, name string, err error) syscall.Errno {
 	return e
 }
 
+// maxName is the longest name in the tree (the kernel lets FUSE names be
+// up to 1024 bytes; every tool expects NAME_MAX).
+const maxName = 255
+
 // Lookup finds a name: a day, a kind dir, an <id> dir or a message.
 func (d *dirNode) Lookup(ctx context.Context, name string, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if len(name) > maxName {
+		return nil, syscall.ENAMETOOLONG
+	}
 	switch d.level {
 	case levelRoot:
 		if _, _, ok := d.v.parseDay(name); !ok {
@@ -305,6 +312,9 @@ func (d *dirNode) pendingFile(name string) *fileNode {
 // Mkdir makes a day in the root, a kind dir or an <id> dir in a day; they
 // exist in this view until removed or filled. Anything else is EPERM.
 func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *gofuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if len(name) > maxName {
+		return nil, syscall.ENAMETOOLONG
+	}
 	var level dirLevel
 	switch d.level {
 	case levelRoot:
@@ -421,6 +431,8 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 // visible in the store before that.
 func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *gofuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	switch {
+	case len(name) > maxName:
+		return nil, nil, 0, syscall.ENAMETOOLONG
 	case d.level == levelKind:
 	case d.level == levelIDDir && name == messageName:
 	default:
@@ -448,6 +460,9 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	to, ok := newParent.(*dirNode)
 	if !ok {
 		return syscall.EXDEV
+	}
+	if len(newName) > maxName {
+		return syscall.ENAMETOOLONG
 	}
 	f := d.pendingFile(name)
 	if f == nil {

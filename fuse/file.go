@@ -78,6 +78,12 @@ func (f *fileNode) fillAttr(a *gofuse.Attr) {
 
 // Getattr: exact size, mtime = received time, configured owner and mode.
 func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *gofuse.AttrOut) syscall.Errno {
+	f.mu.Lock()
+	gone := f.discarded
+	f.mu.Unlock()
+	if gone {
+		return syscall.ENOENT
+	}
 	f.fillAttr(&out.Attr)
 	return 0
 }
@@ -280,6 +286,7 @@ func (f *fileNode) drop() {
 			delete(d.pending, name)
 		}
 		d.mu.Unlock()
+		go d.NotifyEntry(name) // the kernel forgets the name now
 	}
 	f.discard()
 }

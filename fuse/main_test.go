@@ -29,11 +29,32 @@ func canMount() string {
 }
 
 func TestMain(m *testing.M) {
+	if path := os.Getenv("LAZARET_FUSE_TEST_WRITER"); path != "" {
+		slowWriter(path) // a child process of TestKilledWriterLeavesNothing
+		return
+	}
 	if why := canMount(); why != "" {
 		fmt.Fprintln(os.Stderr, "fuse tests skipped:", why)
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// slowWriter writes part of a file through one descriptor, says so, and
+// waits to be killed.
+func slowWriter(path string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o660)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	if _, err := f.Write(make([]byte, 200000)); err != nil {
+		fmt.Println("write:", err)
+		os.Exit(1)
+	}
+	fmt.Println("started")
+	time.Sleep(30 * time.Second)
+	os.Exit(1)
 }
 
 // fixture is a single node over a real store, mounted.

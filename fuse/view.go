@@ -159,9 +159,12 @@ func (v *view) day(ctx context.Context, day string) (map[lazaret.ID]*entry, erro
 // fetchDay lists the quarantined messages received in [start, end),
 // metadata only, every page.
 func (v *view) fetchDay(ctx context.Context, start, end time.Time) (map[lazaret.ID]*entry, error) {
+	out := map[lazaret.ID]*entry{}
+	if v.beforeWindow(end) {
+		return out, nil // past retention: nothing can be there
+	}
 	ctx, cancel := v.op(ctx)
 	defer cancel()
-	out := map[lazaret.ID]*entry{}
 	q := lazaret.ListQuery{Since: start, Until: end, States: []lazaret.State{lazaret.StateQuarantined}, Limit: lazaret.MaxListLimit}
 	for {
 		page, err := v.q.List(ctx, q)
@@ -176,6 +179,12 @@ func (v *view) fetchDay(ctx context.Context, start, end time.Time) (map[lazaret.
 		}
 		q.Cursor = page.NextCursor
 	}
+}
+
+// beforeWindow says a day ending at end is older than the listed window,
+// so past the node's retention.
+func (v *view) beforeWindow(end time.Time) bool {
+	return end.Before(v.now().AddDate(0, 0, -v.cfg.Days-1))
 }
 
 // days lists the day directories: every day within the window that holds a
@@ -240,6 +249,9 @@ func (v *view) dayHasMessages(ctx context.Context, day string, start, end time.T
 		return n > 0, nil
 	}
 	v.mu.Unlock()
+	if v.beforeWindow(end) {
+		return false, nil
+	}
 	ctx, cancel := v.op(ctx)
 	defer cancel()
 	page, err := v.q.List(ctx, lazaret.ListQuery{Since: start, Until: end, States: []lazaret.State{lazaret.StateQuarantined}, Limit: 2})
