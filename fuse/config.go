@@ -106,7 +106,7 @@ func DefaultConfig() Config {
 		},
 		UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Mode: 0o660,
 		EntryTimeout: time.Second, AttrTimeout: time.Second, ListTTL: time.Second,
-		MaxMessageSize: 64 << 20, MemoryBuffer: 4 << 20,
+		MaxMessageSize: 64 << 20, MemoryBuffer: 8 << 20,
 		OpTimeout: 10 * time.Second, Actor: "fuse", FsName: "lazaret",
 		AllowOther: os.Geteuid() == 0,
 		Clock:      lazaret.SystemClock{},

@@ -243,17 +243,16 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *gofuse.EntryOut)
 			level = levelIDDir
 		}
 		if !d.v.isMade(join(d.day, name)) {
-			entries, err := d.v.day(ctx, d.day)
-			if err != nil {
-				return nil, d.fail("lookup", name, err)
-			}
-			if !dayHas(entries, level, name) {
-				if level == levelKind {
+			if level == levelKind {
+				has, err := d.v.hasPlace(ctx, d.day, Place(name))
+				if err != nil {
+					return nil, d.fail("lookup", name, err)
+				}
+				if !has {
 					return nil, syscall.ENOENT
 				}
-				if _, err := d.v.message(ctx, d.day, PlaceDir, lazaret.ID(name)); err != nil {
-					return nil, errno(err)
-				}
+			} else if _, err := d.v.message(ctx, d.day, PlaceDir, lazaret.ID(name)); err != nil {
+				return nil, errno(err)
 			}
 		}
 		ch := d.child(ctx, level, name)

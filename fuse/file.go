@@ -171,6 +171,7 @@ func (f *fileNode) load(ctx context.Context) (*spool, syscall.Errno) {
 	ctx, cancel := v.op(ctx)
 	defer cancel()
 	body := newSpool(v.cfg.MemoryBuffer, v.cfg.SpoolDir)
+	body.expect(e.Size)
 	err := func() error {
 		_, rc, err := v.q.Open(ctx, e.ID)
 		if err != nil {

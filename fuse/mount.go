@@ -73,6 +73,7 @@ func New(ctx context.Context, dir string, q lazaret.Quarantine, cfg Config) (*Mo
 			DirectMount:   os.Geteuid() == 0,
 			DisableXAttrs: true,
 			MaxWrite:      1 << 20,
+			MaxReadAhead:  1 << 20,
 		},
 	}
 	server, err := fs.Mount(abs, root, opts)

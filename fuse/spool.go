@@ -18,6 +18,14 @@ type spool struct {
 
 func newSpool(memMax int64, dir string) *spool { return &spool{memMax: memMax, dir: dir} }
 
+// expect reserves memory for a body of n bytes when it fits the memory
+// limit, so that spooling it copies once.
+func (s *spool) expect(n int64) {
+	if s.f == nil && n <= s.memMax && int64(cap(s.mem)) < n {
+		s.mem = append(make([]byte, 0, n), s.mem...)
+	}
+}
+
 // WriteAt writes p at off, growing the spool as needed.
 func (s *spool) WriteAt(p []byte, off int64) (int, error) {
 	end := off + int64(len(p))
@@ -34,7 +42,11 @@ func (s *spool) WriteAt(p []byte, off int64) (int, error) {
 		return n, err
 	}
 	if end > int64(len(s.mem)) {
-		s.mem = append(s.mem, make([]byte, end-int64(len(s.mem)))...)
+		if end <= int64(cap(s.mem)) {
+			s.mem = s.mem[:end]
+		} else {
+			s.mem = append(s.mem, make([]byte, end-int64(len(s.mem)))...)
+		}
 	}
 	copy(s.mem[off:], p)
 	if end > s.size {

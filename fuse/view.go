@@ -110,35 +110,51 @@ func (v *view) expireOverlay() {
 	}
 }
 
-// day returns the entries of a day directory, from a listing no older
-// than ListTTL, with this view's own changes applied.
-func (v *view) day(ctx context.Context, day string) (map[lazaret.ID]*entry, error) {
-	start, end, ok := v.parseDay(day)
-	if !ok {
-		return nil, lazaret.ErrNotFound
-	}
+// dayList returns the cache record of a day, made on first use.
+func (v *view) dayList(day string) *dayList {
 	v.mu.Lock()
+	defer v.mu.Unlock()
 	dl := v.dayLists[day]
 	if dl == nil {
 		dl = &dayList{}
 		v.dayLists[day] = dl
 	}
-	v.mu.Unlock()
+	return dl
+}
 
-	dl.mu.Lock()
-	if dl.at.IsZero() || v.now().Sub(dl.at) >= v.cfg.ListTTL {
-		fetched := v.now()
-		byID, err := v.fetchDay(ctx, start, end)
-		if err != nil {
-			dl.mu.Unlock()
-			return nil, err
-		}
-		v.mu.Lock()
-		dl.byID, dl.at = byID, fetched
-		v.mu.Unlock()
+// refresh fetches a day's listing again unless it is younger than ListTTL
+// (one fetch at a time per day; others wait for it).
+func (v *view) refresh(ctx context.Context, day string, dl *dayList) error {
+	start, end, ok := v.parseDay(day)
+	if !ok {
+		return lazaret.ErrNotFound
 	}
-	dl.mu.Unlock()
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	v.mu.Lock()
+	fresh := !dl.at.IsZero() && v.now().Sub(dl.at) < v.cfg.ListTTL
+	v.mu.Unlock()
+	if fresh {
+		return nil
+	}
+	fetched := v.now()
+	byID, err := v.fetchDay(ctx, start, end)
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	dl.byID, dl.at = byID, fetched
+	v.mu.Unlock()
+	return nil
+}
 
+// day returns the entries of a day directory, from a listing no older
+// than ListTTL, with this view's own changes applied (for readdir).
+func (v *view) day(ctx context.Context, day string) (map[lazaret.ID]*entry, error) {
+	dl := v.dayList(day)
+	if err := v.refresh(ctx, day, dl); err != nil {
+		return nil, err
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.expireOverlay()
@@ -154,6 +170,56 @@ func (v *view) day(ctx context.Context, day string) (map[lazaret.ID]*entry, erro
 		}
 	}
 	return out, nil
+}
+
+// find looks id up in a day's listing and this view's changes, in
+// constant time (lookups come once per entry of a readdir). A listing
+// older than ListTTL is still used while a fresh one is fetched in the
+// background (stale-while-revalidate): a message deleted elsewhere can
+// be found for one more ListTTL; a miss is checked with Stat by message.
+func (v *view) find(ctx context.Context, day string, id lazaret.ID) (*entry, error) {
+	dl := v.dayList(day)
+	v.mu.Lock()
+	at := dl.at
+	v.mu.Unlock()
+	switch {
+	case at.IsZero():
+		if err := v.refresh(ctx, day, dl); err != nil {
+			return nil, err
+		}
+	case v.now().Sub(at) >= v.cfg.ListTTL && dl.mu.TryLock():
+		dl.mu.Unlock()
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), v.cfg.OpTimeout)
+			defer cancel()
+			if err := v.refresh(ctx, day, dl); err != nil {
+				v.log.Warn("fuse: refreshing a day listing failed", "day", day, "err", err)
+			}
+		}()
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, gone := v.deleted[id]; gone {
+		return nil, nil
+	}
+	if e := v.added[id]; e != nil && e.Day == day {
+		return e, nil
+	}
+	return dl.byID[id], nil
+}
+
+// hasPlace reports whether a day holds a message shown in place.
+func (v *view) hasPlace(ctx context.Context, day string, place Place) (bool, error) {
+	entries, err := v.day(ctx, day)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		if e.Place == place {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // fetchDay lists the quarantined messages received in [start, end),
@@ -271,11 +337,14 @@ func (v *view) dayHasMessages(ctx context.Context, day string, start, end time.T
 // message finds id in a day at a place: from the day's listing, else by
 // Stat (a message that arrived since the listing was fetched).
 func (v *view) message(ctx context.Context, day string, place Place, id lazaret.ID) (*entry, error) {
-	entries, err := v.day(ctx, day)
+	if _, _, ok := v.parseDay(day); !ok {
+		return nil, lazaret.ErrNotFound
+	}
+	e, err := v.find(ctx, day, id)
 	if err != nil {
 		return nil, err
 	}
-	if e := entries[id]; e != nil {
+	if e != nil {
 		if e.Place != place {
 			return nil, lazaret.ErrNotFound
 		}
@@ -287,7 +356,7 @@ func (v *view) message(ctx context.Context, day string, place Place, id lazaret.
 	if err != nil {
 		return nil, err
 	}
-	e := v.entryOf(m)
+	e = v.entryOf(m)
 	v.mu.Lock()
 	_, gone := v.deleted[id]
 	v.mu.Unlock()
