@@ -2,12 +2,16 @@ package fuse
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -110,5 +114,40 @@ func TestTreeLayoutStatAndRead(t *testing.T) {
 			t.Fatal("deleted message still listed after 5 s")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// counting counts body fetches.
+type counting struct {
+	lazaret.Quarantine
+	mu    sync.Mutex
+	opens int
+}
+
+func (c *counting) Open(ctx context.Context, id lazaret.ID) (*lazaret.Metadata, io.ReadCloser, error) {
+	c.mu.Lock()
+	c.opens++
+	c.mu.Unlock()
+	return c.Quarantine.Open(ctx, id)
+}
+
+func TestListingNeverFetchesBodies(t *testing.T) {
+	node := newNode(t)
+	cq := &counting{Quarantine: node}
+	f := mountOver(t, cq, nil)
+	for i := range 50 {
+		f.put(lazaret.VerdictKind(i%5), testMail(fmt.Sprint(i), 100+i*100))
+	}
+	out, err := exec.Command("find", f.dir, "-type", "f", "-mtime", "-1", "-size", "+1k", "-ls").CombinedOutput()
+	if err != nil || strings.Count(string(out), "\n") == 0 {
+		t.Fatalf("find: %v\n%s", err, out)
+	}
+	if _, err := exec.Command("ls", "-lR", f.dir).CombinedOutput(); err != nil {
+		t.Fatal(err)
+	}
+	cq.mu.Lock()
+	defer cq.mu.Unlock()
+	if cq.opens != 0 {
+		t.Fatalf("find and ls -lR fetched %d bodies", cq.opens)
 	}
 }
