@@ -69,9 +69,12 @@ func newView(q lazaret.Quarantine, cfg Config) *view {
 
 func (v *view) now() time.Time { return v.cfg.Clock.Now() }
 
-// op bounds one store call.
+// op bounds one store call by OpTimeout. A signal to the caller (the Go
+// runtime's preemption signals included) interrupts the FUSE request but
+// not the call: a put that started finishes and close reports it, and a
+// fetched body or listing serves the retry.
 func (v *view) op(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, v.cfg.OpTimeout)
+	return context.WithTimeout(context.WithoutCancel(ctx), v.cfg.OpTimeout)
 }
 
 // dayName is the day directory of t.
