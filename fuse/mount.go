@@ -43,7 +43,7 @@ func New(ctx context.Context, dir string, q lazaret.Quarantine, cfg Config) (*Mo
 		return nil, fmt.Errorf("mount %s: %w", abs, err)
 	case !fi.IsDir():
 		return nil, fmt.Errorf("mount %s: not a directory", abs)
-	case isMountpoint(abs):
+	case Mounted(abs):
 		return nil, fmt.Errorf("mount %s: busy: something is already mounted there (unmount it with 'fusermount3 -u %s')", abs, abs)
 	}
 	if cfg.Days == 0 {
@@ -110,9 +110,9 @@ func (m *Mount) Unmount(lazy bool) error {
 	return nil
 }
 
-// isMountpoint reports whether dir is listed as a mount point in
-// /proc/self/mountinfo.
-func isMountpoint(dir string) bool {
+// Mounted reports whether dir (absolute, clean) is listed as a mount point
+// in /proc/self/mountinfo.
+func Mounted(dir string) bool {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return false

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -291,27 +290,14 @@ func (c corrupting) Open(ctx context.Context, id lazaret.ID) (*lazaret.Metadata,
 	return m, io.NopCloser(bytes.NewReader(b)), nil
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestCorruptReadIsEIO(t *testing.T) {
 	node := newNode(t)
-	var log syncBuf
-	f := mountOver(t, corrupting{node}, func(c *Config) { c.Log = slog.New(slog.NewTextHandler(&log, nil)) })
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	f := mountOver(t, corrupting{node}, func(c *Config) { c.Log = slog.New(slog.NewTextHandler(logFile, nil)) })
 	m, err := node.Put(f.ctx(), lazaret.PutRequest{Verdict: lazaret.Verdict{Kind: lazaret.VerdictSpam}}, strings.NewReader(testMail("c", 9000)))
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +306,7 @@ func TestCorruptReadIsEIO(t *testing.T) {
 	if !errors.Is(err, syscall.EIO) || len(b) != 0 {
 		t.Fatalf("read of a corrupt body: %d bytes, %v; want EIO and no bytes", len(b), err)
 	}
-	if !strings.Contains(log.String(), string(m.ID)) {
-		t.Fatalf("no log line naming %s: %s", m.ID, log.String())
+	if log, _ := os.ReadFile(logFile.Name()); !strings.Contains(string(log), string(m.ID)) {
+		t.Fatalf("no log line naming %s: %s", m.ID, log)
 	}
 }

@@ -1,13 +1,13 @@
 package test
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lazaret/lazaret/fuse"
 )
 
 // needFUSE skips a test that cannot mount here, naming what is missing.
@@ -29,20 +29,7 @@ func needFUSE(t *testing.T, tools ...string) {
 }
 
 // mounted reports whether dir is a mount point.
-func mounted(dir string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fs := strings.Fields(sc.Text()); len(fs) > 4 && fs[4] == dir {
-			return true
-		}
-	}
-	return false
-}
+func mounted(dir string) bool { return fuse.Mounted(dir) }
 
 // mountProc is a running `lazaret mount`.
 type mountProc struct {
