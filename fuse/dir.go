@@ -406,7 +406,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		delete(d.pending, name)
 		d.mu.Unlock()
 		f.discard()
-		return 0
+		return 0 // a successful unlink removes the name from the kernel
 	}
 	d.mu.Unlock()
 	id, place, ok := d.messageID(name)

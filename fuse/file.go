@@ -241,10 +241,31 @@ func (f *fileNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno {
 	}
 	if c, ok := gofuse.FromContext(ctx); ok && killedWriter(c.Pid) {
 		f.v.log.Warn("fuse: writer killed before closing; its file is dropped", "name", f.name, "pid", c.Pid)
-		f.drop()
+		f.forget(f.drop())
 		return 0
 	}
-	return f.commit(ctx, false)
+	f.mu.Lock()
+	empty := f.e == nil && f.buf != nil && f.buf.Size() == 0 && !f.discarded
+	f.mu.Unlock()
+	if empty { // no message: the name goes now, not at release
+		f.forget(f.drop())
+		return 0
+	}
+	errno, gone := f.commit(ctx, false)
+	f.forget(gone)
+	return errno
+}
+
+// forget makes the kernel drop a written name that no longer exists. It
+// runs in flush and fsync, where the kernel holds no directory lock, so
+// that a create of the same name right after close does not see it.
+func (f *fileNode) forget(name string) {
+	f.mu.Lock()
+	d := f.dir
+	f.mu.Unlock()
+	if name != "" && d != nil {
+		d.NotifyEntry(name)
+	}
 }
 
 // Fsync stores a file being written, as its close would.
@@ -252,7 +273,9 @@ func (f *fileNode) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) sy
 	if _, ok := fh.(*writeHandle); !ok {
 		return 0
 	}
-	return f.commit(ctx, false)
+	errno, gone := f.commit(ctx, false)
+	f.forget(gone)
+	return errno
 }
 
 // Release drops a file being written that was never stored (empty, killed
@@ -270,26 +293,30 @@ func (f *fileNode) Release(ctx context.Context, fh fs.FileHandle) syscall.Errno 
 		keep := f.e != nil || f.closed
 		f.mu.Unlock()
 		if !keep {
-			f.drop()
+			if name := f.drop(); name != "" {
+				go f.dir.NotifyEntry(name)
+			}
 		}
 	}
 	return 0
 }
 
-// drop forgets a file being written.
-func (f *fileNode) drop() {
+// drop forgets a file being written and returns the name it had, for
+// the kernel to forget too ("" if none).
+func (f *fileNode) drop() string {
 	f.mu.Lock()
 	d, name := f.dir, f.name
 	f.mu.Unlock()
-	if d != nil {
-		d.mu.Lock()
-		if d.pending[name] == f {
-			delete(d.pending, name)
-		}
-		d.mu.Unlock()
-		go d.NotifyEntry(name) // the kernel forgets the name now
-	}
 	f.discard()
+	if d == nil {
+		return ""
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pending[name] == f {
+		delete(d.pending, name)
+	}
+	return name
 }
 
 func (f *fileNode) discard() {
@@ -310,7 +337,8 @@ func (f *fileNode) moved(ctx context.Context, to *dirNode, name string) syscall.
 	f.closed = false
 	f.mu.Unlock()
 	if closed {
-		return f.commit(ctx, true)
+		errno, _ := f.commit(ctx, true) // rename already moved the name
+		return errno
 	}
 	return 0
 }
@@ -318,19 +346,20 @@ func (f *fileNode) moved(ctx context.Context, to *dirNode, name string) syscall.
 // commit stores a file being written: id from its name when that is a
 // valid id not in use, else allocated; verdict from its directory. An empty
 // file is not stored (there is no message); it goes away when closed.
-func (f *fileNode) commit(ctx context.Context, renamed bool) syscall.Errno {
+// gone is the written name when the message was stored under another id.
+func (f *fileNode) commit(ctx context.Context, renamed bool) (syscall.Errno, string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
 	case f.e != nil:
-		return 0 // already stored: a second close of a dup'd descriptor
+		return 0, "" // already stored: a second close of a dup'd descriptor
 	case f.discarded:
-		return 0
+		return 0, ""
 	case f.buf.Size() == 0:
-		return 0
+		return 0, ""
 	case isTemp(f.name) && !renamed:
 		f.closed = true
-		return 0
+		return 0, ""
 	}
 	d := f.dir
 	var id lazaret.ID
@@ -349,7 +378,7 @@ func (f *fileNode) commit(ctx context.Context, renamed bool) syscall.Errno {
 		if en == syscall.EEXIST {
 			en = syscall.EIO
 		}
-		return en
+		return en, ""
 	}
 	f.e = e
 	f.buf.Close()
@@ -360,8 +389,7 @@ func (f *fileNode) commit(ctx context.Context, renamed bool) syscall.Errno {
 	}
 	d.mu.Unlock()
 	if string(e.ID) != f.name && d.level == levelKind {
-		// Stored under another id: the written name goes away.
-		go d.NotifyEntry(f.name)
+		return 0, f.name // stored under another id: the written name goes
 	}
-	return 0
+	return 0, ""
 }
