@@ -244,13 +244,9 @@ func (f *fileNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno {
 		f.forget(f.drop())
 		return 0
 	}
-	f.mu.Lock()
-	empty := f.e == nil && f.buf != nil && f.buf.Size() == 0 && !f.discarded
-	f.mu.Unlock()
-	if empty { // no message: the name goes now, not at release
-		f.forget(f.drop())
-		return 0
-	}
+	// Nothing written yet is no message, but not the end either: a shell's
+	// "> file" closes its first descriptor before the builtin writes to the
+	// duplicate. The file goes at release if it stays empty.
 	errno, gone := f.commit(ctx, false)
 	f.forget(gone)
 	return errno
