@@ -337,3 +337,31 @@ func TestFUSEOutage(t *testing.T) {
 		t.Fatalf("after SIGTERM: exit %d, still mounted %v\n%s", code, mounted(mnt), mp.out.String())
 	}
 }
+
+// TestFUSEServeMount: serve mounts the view itself with [fuse] mountpoint
+// and unmounts it when it stops.
+func TestFUSEServeMount(t *testing.T) {
+	needFUSE(t)
+	dir := shortTempDir(t)
+	mnt := filepath.Join(dir, "quarantine")
+	cfg := filepath.Join(dir, "lazaret.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("[fuse]\nmountpoint = %q\ntime_zone = \"UTC\"\npermissions = \"0640\"\n", mnt)), 0o644)
+	p := startServe(t, dir, "--config", cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := p.client().Put(ctx, lazaret.PutRequest{Verdict: lazaret.Verdict{Kind: lazaret.VerdictVirus}}, bytes.NewReader(fuseMail(1, 900, "v")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !mounted(mnt) {
+		t.Fatalf("serve did not mount %s:\n%s", mnt, p.log.String())
+	}
+	fi, err := os.Stat(filepath.Join(mnt, m.Received.UTC().Format("20060102"), string(m.ID), "message"))
+	if err != nil || fi.Size() != m.Size || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("virus message in serve's mount: %v %v", fi, err)
+	}
+	p.stop()
+	if mounted(mnt) {
+		t.Fatal("still mounted after serve stopped")
+	}
+}
