@@ -3,6 +3,7 @@ package fuse
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,6 +33,9 @@ func waitGone(t *rapid.T, path string) {
 // unlink, readdir and read in one kind directory and checks every result
 // against a model: a map from name to bytes.
 func TestPropertyAgainstModel(t *testing.T) {
+	if raceEnabled && flag.Lookup("rapid.checks").Value.String() == "100" {
+		flag.Set("rapid.checks", "25")
+	}
 	f := newFixture(t, nil)
 	spam := filepath.Join(f.mkdirs(), "spam")
 	used := map[string]bool{} // ids ever stored, across runs
