@@ -347,7 +347,6 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 		return syscall.ENOTDIR
 	}
 	path := join(d.path(), name)
-	made := d.v.isMade(path)
 	var nonEmpty bool
 	switch d.level {
 	case levelRoot:
@@ -359,9 +358,6 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 			return d.fail("rmdir", name, err)
 		}
 		nonEmpty = len(entries) > 0 || len(d.v.madeUnder(name)) > 0
-		if !nonEmpty && !made {
-			return syscall.ENOENT
-		}
 	case levelDay:
 		entries, err := d.v.day(ctx, d.day)
 		if err != nil {
@@ -377,10 +373,9 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 				nonEmpty = true
 			}
 		}
-		if !nonEmpty && !made {
-			return syscall.ENOENT
-		}
 	}
+	// The kernel asks only for a name it found: one emptied since (the
+	// last message unlinked) goes like one made with mkdir.
 	if nonEmpty {
 		return syscall.ENOTEMPTY
 	}

@@ -33,8 +33,12 @@ func waitGone(t *rapid.T, path string) {
 // unlink, readdir and read in one kind directory and checks every result
 // against a model: a map from name to bytes.
 func TestPropertyAgainstModel(t *testing.T) {
-	if raceEnabled && flag.Lookup("rapid.checks").Value.String() == "100" {
-		flag.Set("rapid.checks", "25")
+	if flag.Lookup("rapid.checks").Value.String() == "100" { // not set on the command line
+		checks := "50"
+		if raceEnabled {
+			checks = "20"
+		}
+		flag.Set("rapid.checks", checks)
 	}
 	f := newFixture(t, nil)
 	spam := filepath.Join(f.mkdirs(), "spam")
