@@ -38,9 +38,13 @@ proto-check: deps
 	  diff -r $$tmp/proto/lazaretpb proto/lazaretpb >/dev/null; rc=$$?; rm -rf $$tmp; \
 	  [ $$rc -eq 0 ] || { echo "generated code in proto/lazaretpb is stale: run 'make proto' and commit" >&2; exit 1; }
 
+## lint: gofmt, go.mod tidy, go vet and staticcheck (pinned as a tool in go.mod, installed into bin/).
 lint:
 	gofmt -l $$(git ls-files '*.go') | (! grep .) || { echo "gofmt needed" >&2; exit 1; }
+	$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum not tidy: run 'go mod tidy' and commit" >&2; exit 1; }
 	$(GO) vet ./...
+	GOBIN=$(CURDIR)/bin $(GO) install tool
+	bin/staticcheck ./...
 
 test: deps proto-check lint build
 	$(GO) test -race -count=1 -timeout 13m ./...

@@ -11,6 +11,8 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/erasure"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // Write guarantees
@@ -123,7 +125,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		_, err := io.CopyN(&head, in, t)
 		switch {
 		case err == io.EOF:
-			code = Code{K: 1, M: code.M}
+			code = erasure.Code{K: 1, M: code.M}
 			src = &head
 		case err != nil:
 			return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("reading body: %w", err)}
@@ -132,7 +134,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		}
 	}
 	targets := placeShards(id, alive, code.Shards())
-	quorum := writeQuorum(cl.cfg.WriteQuorum, code)
+	quorum := erasure.WriteQuorum(cl.cfg.WriteQuorum, code)
 	under := false
 	if len(targets) < quorum {
 		if cl.cfg.Strict {
@@ -140,10 +142,10 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		}
 		n.log.Warn("put: too few nodes alive for the write quorum; keeping the body whole here (under-protected)",
 			"id", id, "alive", len(alive), "code", code.String(), "quorum", quorum)
-		code, quorum, under = Code{K: 1, M: 0}, 1, true
-		targets = []Member{self}
+		code, quorum, under = erasure.Code{K: 1, M: 0}, 1, true
+		targets = []member.Member{self}
 	}
-	selfTarget := slices.ContainsFunc(targets, func(m Member) bool { return m.Number == self.Number })
+	selfTarget := slices.ContainsFunc(targets, func(m member.Member) bool { return m.Number == self.Number })
 	var spool *bodySpool
 	if !cl.cfg.Strict && !(code.K == 1 && selfTarget) {
 		spool = newBodySpool(cl.cfg.SpoolDir)
@@ -153,7 +155,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 
 	chunk := cl.cfg.StripeChunkSize
 	grace := cl.cfg.StragglerGrace
-	enc, err := cl.codecs.get(code)
+	enc, err := cl.codecs.Get(code)
 	if err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
@@ -164,7 +166,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 	// A runner lags when at least quorum-1 others wait for data: the put
 	// can go on without it.
 	behind := func(r *shardRunner) bool { return p.caughtUp(r) >= max(quorum-1, 1) }
-	size, err := encodeStripes(enc, code, chunk, src, func(pieces [][]byte) error {
+	size, err := erasure.EncodeStripes(enc, code, chunk, src, func(pieces [][]byte) error {
 		for i, r := range p.runners {
 			if err := r.feed(ctx, grace, behind, pieces[i]); err != nil {
 				return err

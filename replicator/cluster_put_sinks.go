@@ -11,6 +11,8 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/proto/wire"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // maxWireChunk caps the data in one PutShard/GetShard message, well below
@@ -28,8 +30,9 @@ type shardSink interface {
 	// later, with the metadata (Commit) or on its own (CommitShards).
 	finish(bodySize int64) (lazaret.ShardLoc, error)
 	// abort discards the shard, best effort: a local writer is aborted; a
-	// peer that may have stored the shard is asked to delete the
-	// message's shards (what it misses expires as an orphan).
+	// peer that may have stored the shard is asked to delete exactly this
+	// write of it (what it misses expires as an orphan). Never another
+	// writer's shard: a placement may name that one.
 	abort()
 }
 
@@ -39,7 +42,7 @@ type localSink struct {
 	node int
 }
 
-func (n *Node) newLocalSink(id lazaret.ID, c Code, index int) (shardSink, error) {
+func (n *Node) newLocalSink(id lazaret.ID, c erasure.Code, index int) (shardSink, error) {
 	w, err := n.store.NewShardWriter(id, objstore.ShardSpec{K: c.K, M: c.M, Index: index, BodySize: -1})
 	if err != nil {
 		return nil, err
@@ -73,6 +76,7 @@ type remoteSink struct {
 	id      lazaret.ID
 	index   int
 	node    int
+	gen     uint64 // names this write on the peer (abort)
 	stream  pb.Peer_PutShardClient
 	sha     hash.Hash
 	size    int64
@@ -81,21 +85,22 @@ type remoteSink struct {
 
 // newRemoteSink opens a PutShard stream to node under ctx (which bounds the
 // whole transfer) and sends the shard header.
-func (n *Node) newRemoteSink(ctx context.Context, id lazaret.ID, c Code, index, chunk, node int) (shardSink, error) {
+func (n *Node) newRemoteSink(ctx context.Context, id lazaret.ID, c erasure.Code, index, chunk, node int) (shardSink, error) {
 	client, err := n.cl.peer(node)
 	if err != nil {
 		return nil, err
 	}
 	stream, err := client.PutShard(ctx)
 	if err != nil {
-		return nil, peerError(err)
+		return nil, wire.PeerError(err)
 	}
-	hdr := &pb.ShardHeader{Id: string(id), Index: int32(index), K: int32(c.K), M: int32(c.M), BodySize: -1, ChunkSize: int32(chunk)}
+	gen := objstore.NewGen()
+	hdr := &pb.ShardHeader{Id: string(id), Index: int32(index), K: int32(c.K), M: int32(c.M), BodySize: -1, ChunkSize: int32(chunk), Generation: gen}
 	if err := stream.Send(&pb.PutShardRequest{Part: &pb.PutShardRequest_Header{Header: hdr}}); err != nil {
 		s := &remoteSink{stream: stream}
 		return nil, s.recvErr(err)
 	}
-	return &remoteSink{n: n, id: id, index: index, node: node, stream: stream, sha: sha256.New()}, nil
+	return &remoteSink{n: n, id: id, index: index, node: node, gen: gen, stream: stream, sha: sha256.New()}, nil
 }
 
 func (s *remoteSink) write(p []byte) error {
@@ -116,10 +121,10 @@ func (s *remoteSink) write(p []byte) error {
 func (s *remoteSink) recvErr(err error) error {
 	if err == io.EOF {
 		if _, rerr := s.stream.CloseAndRecv(); rerr != nil {
-			return peerError(rerr)
+			return wire.PeerError(rerr)
 		}
 	}
-	return peerError(err)
+	return wire.PeerError(err)
 }
 
 func (s *remoteSink) finish(bodySize int64) (lazaret.ShardLoc, error) {
@@ -132,7 +137,7 @@ func (s *remoteSink) finish(bodySize int64) (lazaret.ShardLoc, error) {
 	}
 	resp, err := s.stream.CloseAndRecv()
 	if err != nil {
-		return lazaret.ShardLoc{}, peerError(err)
+		return lazaret.ShardLoc{}, wire.PeerError(err)
 	}
 	if resp.GetSize() != s.size || !bytes.Equal(resp.GetSha256(), sum[:]) {
 		return lazaret.ShardLoc{}, fmt.Errorf("%w: node %d stored shard %d as %d bytes SHA-256 %x, sent %d bytes %x", lazaret.ErrCorrupt, s.node, s.index, resp.GetSize(), resp.GetSha256(), s.size, sum)
@@ -140,9 +145,12 @@ func (s *remoteSink) finish(bodySize int64) (lazaret.ShardLoc, error) {
 	return lazaret.ShardLoc{Index: s.index, Node: s.node, Size: s.size, SHA256: sum}, nil
 }
 
-// abort asks the peer to delete the message's shards if it may have stored
-// this one; a stream that ended before its trailer left nothing there (the
-// peer aborts its writer).
+// abort asks the peer to delete this write of the shard if it may have
+// stored it; a stream that ended before its trailer left nothing there
+// (the peer aborts its writer). Deleting by generation leaves every other
+// shard of the message alone, including one another writer (a spread or
+// fill of the same message) stored under the same index since: deleting
+// all of the message's shards there removed placed shards (issue 10).
 func (s *remoteSink) abort() {
 	if !s.trailer {
 		return
@@ -150,9 +158,9 @@ func (s *remoteSink) abort() {
 	client, err := s.n.cl.peer(s.node)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(s.n.cl.ctx, s.n.cl.cfg.PeerTimeout)
-		_, err = client.DeleteShards(ctx, &pb.DeleteShardsRequest{Id: string(s.id)})
+		_, err = client.DeleteShards(ctx, &pb.DeleteShardsRequest{Id: string(s.id), Index: int32(s.index), Generation: s.gen})
 		cancel()
-		err = peerError(err)
+		err = wire.PeerError(err)
 	}
 	if err != nil {
 		s.n.log.Info("put: removing a shard that is not in the placement failed; retention removes it (as an orphan if the message has no metadata there)", "id", s.id, "node", s.node, "err", err)

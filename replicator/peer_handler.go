@@ -13,7 +13,7 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // PeerHandler serves the data side of the peer API (lazaretpb.PeerServer)
@@ -46,7 +46,7 @@ func (n *Node) PeerHandler() *PeerHandler { return &PeerHandler{n: n} }
 func (h *PeerHandler) PutShard(stream grpc.ClientStreamingServer[pb.PutShardRequest, pb.PutShardResponse]) error {
 	info, err := h.putShard(stream)
 	if err != nil {
-		return peerStatus(err)
+		return wire.Status(err)
 	}
 	return stream.SendAndClose(&pb.PutShardResponse{Sha256: info.SHA256[:], Size: info.Size})
 }
@@ -66,7 +66,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 	if err != nil {
 		return none, &lazaret.Error{Op: op, Err: err}
 	}
-	spec := objstore.ShardSpec{K: int(hdr.GetK()), M: int(hdr.GetM()), Index: int(hdr.GetIndex()), BodySize: hdr.GetBodySize()}
+	spec := objstore.ShardSpec{K: int(hdr.GetK()), M: int(hdr.GetM()), Index: int(hdr.GetIndex()), BodySize: hdr.GetBodySize(), Gen: hdr.GetGeneration()}
 	if spec.BodySize < 0 {
 		spec.BodySize = -1
 	}
@@ -118,7 +118,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 // also be the one its placement names (same size and SHA-256). The reader
 // checks the SHA-256 of what it receives against the placement as well.
 func (h *PeerHandler) GetShard(req *pb.GetShardRequest, stream grpc.ServerStreamingServer[pb.GetShardResponse]) error {
-	return peerStatus(h.getShard(req, stream))
+	return wire.Status(h.getShard(req, stream))
 }
 
 func (h *PeerHandler) getShard(req *pb.GetShardRequest, stream grpc.ServerStreamingServer[pb.GetShardResponse]) error {
@@ -168,14 +168,23 @@ func (h *PeerHandler) getShard(req *pb.GetShardRequest, stream grpc.ServerStream
 	}
 }
 
-// DeleteShards removes every shard of a message this node holds.
+// DeleteShards removes every shard of a message this node holds or, with
+// a generation, takes back one write of one shard: a shard committed
+// since under the same index by another write (which a placement may
+// name) stays.
 func (h *PeerHandler) DeleteShards(ctx context.Context, req *pb.DeleteShardsRequest) (*pb.DeleteShardsResponse, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, peerStatus(&lazaret.Error{Op: "peer.deleteshards", Err: err})
+		return nil, wire.Status(&lazaret.Error{Op: "peer.deleteshards", Err: err})
+	}
+	if gen := req.GetGeneration(); gen != 0 {
+		if _, err := h.n.store.DeleteShard(id, int(req.GetIndex()), gen); err != nil {
+			return nil, wire.Status(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		}
+		return &pb.DeleteShardsResponse{}, nil
 	}
 	if err := h.n.store.DeleteShards(id); err != nil {
-		return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		return nil, wire.Status(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
 	}
 	return &pb.DeleteShardsResponse{}, nil
 }
@@ -185,13 +194,38 @@ func (h *PeerHandler) DeleteShards(ctx context.Context, req *pb.DeleteShardsRequ
 func (h *PeerHandler) PushMeta(ctx context.Context, req *pb.PushMetaRequest) (*pb.PushMetaResponse, error) {
 	ms := make([]*lazaret.Metadata, 0, len(req.GetMessages()))
 	for _, p := range req.GetMessages() {
-		ms = append(ms, rpc.MessageFromPB(p))
+		ms = append(ms, wire.MessageFromPB(p))
 	}
 	applied, err := h.n.applyPushed(ctx, ms)
 	if err != nil {
-		return nil, peerStatus(err)
+		return nil, wire.Status(err)
 	}
 	return &pb.PushMetaResponse{Applied: int32(applied)}, nil
+}
+
+// GetMeta returns the records this node stores of the requested ids,
+// tombstones included, from its own store only (it never asks further).
+func (h *PeerHandler) GetMeta(ctx context.Context, req *pb.GetMetaRequest) (*pb.GetMetaResponse, error) {
+	const op = "peer.getmeta"
+	if len(req.GetIds()) > pushBatch {
+		return nil, wire.Status(&lazaret.Error{Op: op, Err: fmt.Errorf("%w: %d ids, at most %d", lazaret.ErrInvalidArgument, len(req.GetIds()), pushBatch)})
+	}
+	resp := &pb.GetMetaResponse{}
+	for _, s := range req.GetIds() {
+		id, err := lazaret.ParseID(s)
+		if err != nil {
+			return nil, wire.Status(&lazaret.Error{Op: op, Err: err})
+		}
+		m, err := h.n.store.Meta(id)
+		if errors.Is(err, lazaret.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, wire.Status(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		}
+		resp.Messages = append(resp.Messages, wire.MessageToPB(m))
+	}
+	return resp, nil
 }
 
 // NodeStatus reports this node's figures for the cluster status table:
@@ -200,7 +234,7 @@ func (h *PeerHandler) PushMeta(ctx context.Context, req *pb.PushMetaRequest) (*p
 func (h *PeerHandler) NodeStatus(ctx context.Context, req *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
 	st, err := h.n.store.Stats()
 	if err != nil {
-		return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		return nil, wire.Status(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
 	}
 	count, bytes, oldest := h.n.UnderProtected()
 	resp := &pb.NodeStatusResponse{

@@ -14,6 +14,8 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/erasure"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // Repair (docs/antientropy.md, "Repair")
@@ -67,6 +69,12 @@ type repairer struct {
 	later    map[lazaret.ID]time.Time
 	cleanup  map[lazaret.ID]time.Time
 	degraded map[lazaret.ID]bool // placement with unfilled indices, or under-protected
+	// active holds the messages being checked. A message is checked by one
+	// worker at a time: two spreads (or fills) of one message race to
+	// publish a placement, and the loser then takes back shards the
+	// winner's placement may name. A message queued while its check runs
+	// waits in the queue (pop passes over it).
+	active   map[lazaret.ID]bool
 	overflow bool
 	running  int // checks in progress
 
@@ -82,8 +90,8 @@ func newRepairer(n *Node, cfg AntiEntropyConfig) *repairer {
 	return &repairer{
 		n: n, cfg: cfg, bucket: newTokenBucket(cfg.RepairRate, cfg.RepairBurst, n.clock, nil),
 		queued: map[lazaret.ID]bool{}, later: map[lazaret.ID]time.Time{}, cleanup: map[lazaret.ID]time.Time{},
-		degraded: map[lazaret.ID]bool{},
-		wake:     make(chan struct{}, 1), rescan: make(chan struct{}, 1),
+		degraded: map[lazaret.ID]bool{}, active: map[lazaret.ID]bool{},
+		wake: make(chan struct{}, 1), rescan: make(chan struct{}, 1),
 	}
 }
 
@@ -155,10 +163,7 @@ func (r *repairer) enqueue(id lazaret.ID, verify bool) bool {
 	}
 	r.queued[id] = verify
 	r.queue = append(r.queue, id)
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	r.wakeOne()
 	return true
 }
 
@@ -185,25 +190,44 @@ func (r *repairer) rescanNow() {
 	}
 }
 
-// pop takes the next queued id.
+// pop takes the first queued id whose check is not running already.
 func (r *repairer) pop() (lazaret.ID, bool, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.queue) == 0 {
+	i := slices.IndexFunc(r.queue, func(id lazaret.ID) bool { return !r.active[id] })
+	if i < 0 {
 		return "", false, false
 	}
-	id := r.queue[0]
-	r.queue = r.queue[1:]
+	id := r.queue[i]
+	r.queue = slices.Delete(r.queue, i, i+1)
 	verify := r.queued[id]
 	delete(r.queued, id)
+	r.active[id] = true
 	r.running++
+	if len(r.queue) > 0 {
+		r.wakeOne() // more work: another idle worker may take it
+	}
 	return id, verify, true
 }
 
-func (r *repairer) doneOne() {
+// doneOne ends the check of id; a check of it queued meanwhile may run.
+func (r *repairer) doneOne(id lazaret.ID) {
 	r.mu.Lock()
 	r.running--
+	delete(r.active, id)
+	_, again := r.queued[id]
 	r.mu.Unlock()
+	if again {
+		r.wakeOne()
+	}
+}
+
+// wakeOne wakes an idle worker, if one waits.
+func (r *repairer) wakeOne() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 // queueLen returns the checks waiting or running, and those waiting for
@@ -287,18 +311,12 @@ func (r *repairer) worker(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-r.wake:
-				// Pass the wake-up on: several workers may be idle.
-				select {
-				case r.wake <- struct{}{}:
-				default:
-				}
-				time.Sleep(time.Millisecond)
 			case <-time.After(500 * time.Millisecond):
 			}
 			continue
 		}
 		err := r.check(ctx, id, verify)
-		r.doneOne()
+		r.doneOne(id)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -449,7 +467,7 @@ func (r *repairer) check(ctx context.Context, id lazaret.ID, verify bool) error 
 
 // firstTarget returns the target of the lowest index in targets: the one
 // node that fills all of them (see fill).
-func firstTarget(targets map[int]Member) (Member, bool) {
+func firstTarget(targets map[int]member.Member) (member.Member, bool) {
 	lowest := -1
 	for idx := range targets {
 		if lowest < 0 || idx < lowest {
@@ -457,7 +475,7 @@ func firstTarget(targets map[int]Member) (Member, bool) {
 		}
 	}
 	if lowest < 0 {
-		return Member{}, false
+		return member.Member{}, false
 	}
 	return targets[lowest], true
 }
@@ -485,8 +503,8 @@ func (n *Node) verifyLocalShard(id lazaret.ID, loc lazaret.ShardLoc) error {
 // members (not retired) in rendezvous order for id, skipping those that
 // hold a shard of the message already; indices in ascending order take
 // them in turn. Indices left without a target (too few nodes) are absent.
-func fillTargets(id lazaret.ID, pl lazaret.Placement, alive []Member, removed func(int) bool) map[int]Member {
-	code := Code{pl.K, pl.M}
+func fillTargets(id lazaret.ID, pl lazaret.Placement, alive []member.Member, removed func(int) bool) map[int]member.Member {
+	code := erasure.Code{K: pl.K, M: pl.M}
 	used := map[int]bool{}
 	placed := map[int]bool{}
 	for _, s := range pl.Shards {
@@ -495,14 +513,14 @@ func fillTargets(id lazaret.ID, pl lazaret.Placement, alive []Member, removed fu
 			placed[s.Index] = true
 		}
 	}
-	var eligible []Member
+	var eligible []member.Member
 	for _, m := range alive {
 		if !removed(m.Number) {
 			eligible = append(eligible, m)
 		}
 	}
 	ranked := rankMembers(id, eligible)
-	out := map[int]Member{}
+	out := map[int]member.Member{}
 	next := 0
 	for idx := range code.Shards() {
 		if placed[idx] {
@@ -554,7 +572,7 @@ func (r *repairer) done(id lazaret.ID, bytes int64) {
 // index into a finished, uncommitted local writer.
 func (r *repairer) rebuildShard(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, index int) (*objstore.ShardWriter, lazaret.ShardLoc, error) {
 	n := r.n
-	code := Code{pl.K, pl.M}
+	code := erasure.Code{K: pl.K, M: pl.M}
 	sink, err := n.newLocalSink(m.ID, code, index)
 	if err != nil {
 		return nil, lazaret.ShardLoc{}, err
@@ -628,14 +646,14 @@ func finishTargets(ts []*repairTarget, size int64) ([]lazaret.ShardLoc, *objstor
 // each target's shard to it (a failing target keeps its error and is
 // skipped; callers check). Every byte read and written is charged to the token
 // bucket. It returns the body size.
-func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazaret.Placement, skip int, code Code, chunk int, ts []*repairTarget) (int64, error) {
+func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazaret.Placement, skip int, code erasure.Code, chunk int, ts []*repairTarget) (int64, error) {
 	n := r.n
 	id := m.ID
-	srcEnc, err := n.cl.codecs.get(Code{src.K, src.M})
+	srcEnc, err := n.cl.codecs.Get(erasure.Code{K: src.K, M: src.M})
 	if err != nil {
 		return 0, err
 	}
-	enc, err := n.cl.codecs.get(code)
+	enc, err := n.cl.codecs.Get(code)
 	if err != nil {
 		return 0, err
 	}
@@ -647,14 +665,14 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 		}
 		cands = append(cands, c)
 	}
-	rd := newStripeReader(ctx, id, src, m.Size, m.SHA256, srcEnc, cands, n.openPlacedShard(id), n.shardFailed(id))
+	rd := erasure.NewStripeReader(ctx, id, src, m.Size, m.SHA256, srcEnc, cands, n.openPlacedShard(id, erasure.Code{K: src.K, M: src.M}, m.Size), n.shardFailed(id))
 	defer rd.Close()
 	if chunk <= 0 {
 		chunk = int(min(max(m.Size, 1), 1<<20))
 	}
 	body := &bucketReader{ctx: ctx, r: rd, b: r.bucket}
 	pieces := make([][]byte, len(ts))
-	size, err := encodeStripes(enc, code, chunk, body, func(all [][]byte) error {
+	size, err := erasure.EncodeStripes(enc, code, chunk, body, func(all [][]byte) error {
 		out := 0
 		for i, t := range ts {
 			pieces[i] = all[t.index]
@@ -684,6 +702,27 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 	return size, nil
 }
 
+// abortUnplaced aborts the targets' shards, except remote ones the
+// message's current placement names: should another spread or fill have
+// published the same shard (same node, index, size and SHA-256), taking it
+// back would leave that placement naming a shard its holder lost. (A local
+// writer not committed is always aborted: that removes only its own data.)
+func (r *repairer) abortUnplaced(id lazaret.ID, ts []*repairTarget) {
+	var placed []lazaret.ShardLoc
+	if cur, err := r.n.store.Meta(id); err == nil && cur.State != lazaret.StateDeleted {
+		placed = bodyPlacement(cur).Shards
+	}
+	for _, t := range ts {
+		if t.sink == nil {
+			continue
+		}
+		if _, local := t.sink.(*localSink); !local && t.err == nil && slices.Contains(placed, t.loc) {
+			continue
+		}
+		t.sink.abort()
+	}
+}
+
 // fill rebuilds every unplaced index of m that targets names (this node
 // is the target of the lowest one): its own shard locally (or reuses it if
 // a lost placement update left it here), the others streamed to their
@@ -692,10 +731,10 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 // dropping each other's shards through lazaret.Merge rule 4 (the newer
 // placement wins whole). A target that failed is left unplaced and the
 // check is retried.
-func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, targets map[int]Member, infos []objstore.ShardInfo) error {
+func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, targets map[int]member.Member, infos []objstore.ShardInfo) error {
 	n := r.n
 	self := n.cfg.NodeNumber
-	code := Code{pl.K, pl.M}
+	code := erasure.Code{K: pl.K, M: pl.M}
 	var locs []lazaret.ShardLoc
 	reused := map[int]bool{}
 	var ts []*repairTarget
@@ -730,11 +769,7 @@ func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Pla
 	committed := false
 	defer func() {
 		if !committed {
-			for _, t := range ts {
-				if t.sink != nil {
-					t.sink.abort()
-				}
-			}
+			r.abortUnplaced(m.ID, ts)
 		}
 	}()
 	var failed []error
@@ -854,9 +889,9 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	all, alive, self := cl.liveMembers()
 	code := clusterCode(cl.policy, all)
 	if t := cl.cfg.SmallMessageThreshold; t > 0 && code.K > 1 && m.Size < t {
-		code = Code{K: 1, M: code.M}
+		code = erasure.Code{K: 1, M: code.M}
 	}
-	quorum := writeQuorum(cl.cfg.WriteQuorum, code)
+	quorum := erasure.WriteQuorum(cl.cfg.WriteQuorum, code)
 	targets := placeShards(m.ID, alive, code.Shards())
 	if len(targets) < quorum || len(targets) < 2 {
 		// Not yet: a membership change queues it again, and so does a
@@ -868,7 +903,7 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	}
 	// This node, if a target, takes shard 0: committing it replaces the
 	// whole copy (also shard 0) in the same transaction as the placement.
-	if i := slices.IndexFunc(targets, func(t Member) bool { return t.Number == self.Number }); i > 0 {
+	if i := slices.IndexFunc(targets, func(t member.Member) bool { return t.Number == self.Number }); i > 0 {
 		t := targets[i]
 		copy(targets[1:i+1], targets[:i])
 		targets[0] = t
@@ -890,11 +925,7 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	committed := false
 	defer func() {
 		if !committed {
-			for _, t := range ts {
-				if t.sink != nil {
-					t.sink.abort()
-				}
-			}
+			r.abortUnplaced(m.ID, ts)
 		}
 	}()
 	size, err := r.transcode(ctx, m, bodyPlacement(m), -1, code, chunk, ts)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -12,7 +13,10 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/daemon"
+	"github.com/lazaret/lazaret/objstore"
 	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/cluster"
 	"github.com/lazaret/lazaret/smtpfilter"
 )
 
@@ -245,6 +249,41 @@ func (c *Config) replicatorConfig() replicator.Config {
 		rc.Deliverer, rc.RelayName = relay, c.Release.Relay
 	}
 	return rc
+}
+
+// daemonConfig translates the file into the daemon's configuration.
+func (c *Config) daemonConfig() daemon.Config {
+	mode, _ := c.socketMode() // Validate reports a bad one
+	dc := daemon.Config{
+		Node:       c.replicatorConfig(),
+		Store:      objstore.DefaultConfig(c.Store.Data),
+		API:        daemon.APIConfig{Socket: c.API.Socket, Mode: mode, Group: c.API.SocketGroup},
+		HTTPListen: c.HTTP.Listen,
+		Health:     c.Health.daemonHealth(),
+	}
+	if c.SMTP.Enabled {
+		fc := c.smtpfilterConfig()
+		dc.SMTP = &fc
+	}
+	if c.Index.Postgres != "" {
+		dc.Index = &daemon.IndexConfig{Postgres: c.Index.pgConfig(), Feeder: c.feederConfig(), OutboxMaxRecords: c.Index.OutboxMaxRecords}
+	}
+	if c.Cluster.Enabled {
+		cl := c.Cluster
+		dc.Cluster = &cluster.RuntimeConfig{
+			Dir:  cluster.Dir(cl.Dir),
+			Name: c.Node.Name, Number: c.Node.Number,
+			PeerListen: cl.PeerListen, PeerAdvertise: cl.advertised(cl.PeerListen),
+			GossipListen: cl.GossipListen, GossipAdvertise: cl.advertised(cl.GossipListen),
+			Join: cl.Join, Zone: cl.Zone, Version: version, Policy: cl.Policy,
+			SnapshotPath: filepath.Join(c.Store.Data, "serf.snapshot"),
+			Local:        cl.GossipProfile == "local",
+		}
+	}
+	if f := c.fuseFrontend(); f != nil { // serve_fuse.go
+		dc.Frontends = append(dc.Frontends, *f)
+	}
+	return dc
 }
 
 // Duration is a time.Duration written as a Go duration string ("90s", "10m").

@@ -66,51 +66,54 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var running []*devNode
-	stopAll := func() {
-		for i := len(running) - 1; i >= 0; i-- {
-			running[i].cmd.Process.Signal(syscall.SIGTERM)
-		}
-		for _, n := range running {
-			select {
-			case <-n.exited:
-			case <-time.After(30 * time.Second):
-				fmt.Fprintf(m.Stderr, "lazaret dev: node %d did not stop within 30s; killing it\n", n.k)
-				n.cmd.Process.Kill()
-				<-n.exited
-			}
-			os.Remove(filepath.Join(n.dir, "pid"))
-		}
-		fmt.Fprintf(m.Stdout, "lazaret dev: stopped %d nodes; run the same command again to restart them with their data\n", len(running))
-	}
-	fail := func(err error) error {
-		stopAll()
+	c := &devCluster{m: m, root: abs}
+	if err := c.start(ctx, self, first, *nodes, *policy); err != nil {
+		c.stopAll()
 		return err
 	}
+	c.banner()
+	c.supervise(ctx)
+	return nil
+}
 
-	tokenPath := filepath.Join(abs, "join-token")
-	for k := 1; k <= *nodes; k++ {
+// devCluster is the node processes `lazaret dev` runs.
+type devCluster struct {
+	m       *Main
+	root    string
+	running []*devNode
+}
+
+// start bootstraps (first run) and starts nodes 1..n one after the other,
+// each waited for before the next.
+func (c *devCluster) start(ctx context.Context, self string, first net.IP, n int, policy string) error {
+	tokenPath := filepath.Join(c.root, "join-token")
+	for k := 1; k <= n; k++ {
 		ip := net.IPv4(first[0], first[1], first[2], first[3]+byte(k-1)).To4()
-		n := &devNode{k: k, ip: ip, dir: filepath.Join(abs, "node"+strconv.Itoa(k))}
-		if _, err := os.Stat(n.config()); err != nil {
-			if err := m.devBootstrap(ctx, self, abs, n, *policy, tokenPath); err != nil {
-				return fail(fmt.Errorf("bootstrapping node %d: %w", k, err))
+		node := &devNode{k: k, ip: ip, dir: filepath.Join(c.root, "node"+strconv.Itoa(k))}
+		if _, err := os.Stat(node.config()); err != nil {
+			if err := c.m.devBootstrap(ctx, self, c.root, node, policy, tokenPath); err != nil {
+				return fmt.Errorf("bootstrapping node %d: %w", k, err)
 			}
 		}
-		if err := m.devStart(self, n); err != nil {
-			return fail(err)
+		if err := c.m.devStart(self, node); err != nil {
+			return err
 		}
-		running = append(running, n)
-		if err := devWait(ctx, n, 60*time.Second); err != nil {
-			return fail(err)
+		c.running = append(c.running, node)
+		if err := devWait(ctx, node, 60*time.Second); err != nil {
+			return err
 		}
 	}
+	return nil
+}
 
-	fmt.Fprintf(m.Stdout, "\nlazaret dev: %d-node cluster running in %s\n", *nodes, abs)
+// banner tells the operator where the nodes are and how to use them.
+func (c *devCluster) banner() {
+	w, running := c.m.Stdout, c.running
+	fmt.Fprintf(w, "\nlazaret dev: %d-node cluster running in %s\n", len(running), c.root)
 	for _, n := range running {
-		fmt.Fprintf(m.Stdout, "  node%d  pid %-7d peer %s:%d  socket %s  http %s  log %s\n", n.k, n.cmd.Process.Pid, n.addr(), DefaultPeerPort, n.socket(), n.httpAddr(), filepath.Join(n.dir, "log"))
+		fmt.Fprintf(w, "  node%d  pid %-7d peer %s:%d  socket %s  http %s  log %s\n", n.k, n.cmd.Process.Pid, n.addr(), DefaultPeerPort, n.socket(), n.httpAddr(), filepath.Join(n.dir, "log"))
 	}
-	fmt.Fprintf(m.Stdout, `
+	fmt.Fprintf(w, `
 Use it from another shell:
   export LAZARET_SOCKET=%s
   lazaret status
@@ -119,21 +122,43 @@ Use it from another shell:
 Any node's socket works (LAZARET_SOCKET=%s ...).
 Ctrl-C stops every node; the same command restarts the cluster with its data.
 `, running[0].socket(), running[len(running)-1].socket())
+}
 
-	exited := make(chan *devNode, len(running))
-	for _, n := range running {
+// supervise reports nodes that exit until ctx ends, then stops them all.
+func (c *devCluster) supervise(ctx context.Context) {
+	exited := make(chan *devNode, len(c.running))
+	for _, n := range c.running {
 		go func() { <-n.exited; exited <- n }()
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(m.Stdout, "\nlazaret dev: stopping")
-			stopAll()
-			return nil
+			fmt.Fprintln(c.m.Stdout, "\nlazaret dev: stopping")
+			c.stopAll()
+			return
 		case n := <-exited:
-			fmt.Fprintf(m.Stderr, "lazaret dev: node %d exited (%v); see %s\n", n.k, n.cmd.ProcessState, filepath.Join(n.dir, "log"))
+			fmt.Fprintf(c.m.Stderr, "lazaret dev: node %d exited (%v); see %s\n", n.k, n.cmd.ProcessState, filepath.Join(n.dir, "log"))
 		}
 	}
+}
+
+// stopAll stops the running nodes (SIGTERM, last started first), killing
+// one that takes over 30 s.
+func (c *devCluster) stopAll() {
+	for i := len(c.running) - 1; i >= 0; i-- {
+		c.running[i].cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, n := range c.running {
+		select {
+		case <-n.exited:
+		case <-time.After(30 * time.Second):
+			fmt.Fprintf(c.m.Stderr, "lazaret dev: node %d did not stop within 30s; killing it\n", n.k)
+			n.cmd.Process.Kill()
+			<-n.exited
+		}
+		os.Remove(filepath.Join(n.dir, "pid"))
+	}
+	fmt.Fprintf(c.m.Stdout, "lazaret dev: stopped %d nodes; run the same command again to restart them with their data\n", len(c.running))
 }
 
 // devBootstrap creates node n's directory with `lazaret init` (node 1) or

@@ -16,7 +16,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // JoinMethod is the only peer API method callable without a client
@@ -78,6 +78,7 @@ type DataPathServer interface {
 	DeleteShards(context.Context, *lazaretpb.DeleteShardsRequest) (*lazaretpb.DeleteShardsResponse, error)
 	PushMeta(context.Context, *lazaretpb.PushMetaRequest) (*lazaretpb.PushMetaResponse, error)
 	NodeStatus(context.Context, *lazaretpb.NodeStatusRequest) (*lazaretpb.NodeStatusResponse, error)
+	GetMeta(context.Context, *lazaretpb.GetMetaRequest) (*lazaretpb.GetMetaResponse, error)
 	// Anti-entropy (replicator/antientropy.go).
 	Reconcile(grpc.BidiStreamingServer[lazaretpb.ReconcileFrame, lazaretpb.ReconcileFrame]) error
 	RemoveNode(context.Context, *lazaretpb.RemoveNodeRequest) (*lazaretpb.RemoveNodeResponse, error)
@@ -116,12 +117,12 @@ func NewPeerService(data DataPathServer, join *JoinService) lazaretpb.PeerServer
 	return &peerService{DataPathServer: data, JoinService: join}
 }
 
-// Dialer implements replicator.PeerDialer over mutual TLS. It keeps one
+// Dialer implements member.PeerDialer over mutual TLS. It keeps one
 // lazily connecting gRPC client per member number, re-dialing when the
 // member's gossiped peer address changes.
 type Dialer struct {
 	creds   *Credentials
-	members replicator.Membership
+	members member.Membership
 
 	mu     sync.Mutex
 	conns  map[int]*peerConn
@@ -134,11 +135,11 @@ type peerConn struct {
 	client lazaretpb.PeerClient
 }
 
-var _ replicator.PeerDialer = (*Dialer)(nil)
+var _ member.PeerDialer = (*Dialer)(nil)
 
 // NewDialer returns a Dialer presenting creds and looking addresses up in
 // members.
-func NewDialer(creds *Credentials, members replicator.Membership) *Dialer {
+func NewDialer(creds *Credentials, members member.Membership) *Dialer {
 	return &Dialer{creds: creds, members: members, conns: map[int]*peerConn{}}
 }
 

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package main
+package daemon
 
 // diskFree cannot tell the free space on this platform.
 func diskFree(dir string) int64 { return -1 }

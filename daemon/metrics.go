@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // newRegistry returns the node's own Prometheus registry with the Go
@@ -92,13 +93,12 @@ func resultOf(err error) string {
 	return "error"
 }
 
-// instrumented counts the requests made to a Quarantine from one source and
-// adds the health problems to Status.
+// instrumented counts the requests made to a Quarantine from one source:
+// the metrics decorator, and nothing else.
 type instrumented struct {
 	lazaret.Quarantine
 	source string
 	m      *requestMetrics
-	health func(ctx context.Context) []string // nil: Status is passed through
 }
 
 func (q *instrumented) count(op string, err error) {
@@ -169,28 +169,11 @@ func (q *instrumented) AllocateID(ctx context.Context) (lazaret.ID, error) {
 	return id, err
 }
 
-// Status adds the problems the health check finds to the node's own.
+// Status counts the request.
 func (q *instrumented) Status(ctx context.Context) (*lazaret.NodeStatus, error) {
 	st, err := q.Quarantine.Status(ctx)
 	q.count("status", err)
-	if err != nil || q.health == nil {
-		return st, err
-	}
-	for _, p := range q.health(ctx) {
-		if !contains(st.Health, p) {
-			st.Health = append(st.Health, p)
-		}
-	}
-	return st, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return st, err
 }
 
 // countingReader adds the bytes read to a counter.
@@ -220,6 +203,7 @@ type storeSource interface {
 type replicaSource interface {
 	UnderProtected() (count, bytes int64, oldest time.Time)
 	CorruptShards() int64
+	ShortMetadataPuts() int64
 	PushBacklog() (queued int, dropped int64)
 	RepairQueue() int
 	Repaired() (shards, bytes, failures int64)
@@ -231,7 +215,7 @@ type replicaSource interface {
 type sources struct {
 	store   storeSource
 	node    replicaSource
-	members func() []replicator.Member  // nil on a node without a cluster
+	members func() []member.Member      // nil on a node without a cluster
 	index   func() *lazaret.IndexStatus // nil without a PostgreSQL index
 	self    int                         // this node's number
 	started time.Time                   // when the node started
@@ -247,6 +231,7 @@ type snapshot struct {
 	under, underBytes int64
 	underOldest       time.Time
 	corrupt           int64
+	metaShort         int64
 	pushQueued        int
 	pushDropped       int64
 	repairQueue       int
@@ -255,7 +240,7 @@ type snapshot struct {
 	started           time.Time // when the node started (reconciliation grace)
 
 	clustered bool
-	members   []replicator.Member
+	members   []member.Member
 	index     *lazaret.IndexStatus
 }
 
@@ -270,6 +255,7 @@ func (s *sources) read(now time.Time) snapshot {
 	sn.freeDisk = diskFree(s.store.Dir())
 	sn.under, sn.underBytes, sn.underOldest = s.node.UnderProtected()
 	sn.corrupt = s.node.CorruptShards()
+	sn.metaShort = s.node.ShortMetadataPuts()
 	sn.pushQueued, sn.pushDropped = s.node.PushBacklog()
 	sn.repairQueue = s.node.RepairQueue()
 	sn.repaired[0], sn.repaired[1], sn.repaired[2] = s.node.Repaired()
@@ -385,7 +371,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range sn.members {
 			byState[m.State.String()]++
 			v := 0.0
-			if m.State == replicator.MemberAlive {
+			if m.State == member.Alive {
 				v = 1
 			}
 			if m.Number != src.self {

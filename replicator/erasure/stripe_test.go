@@ -1,4 +1,4 @@
-package replicator
+package erasure
 
 import (
 	"bytes"
@@ -15,13 +15,13 @@ import (
 )
 
 // encodeMem erasure-codes body into in-memory shards and their locations.
-func encodeMem(t *rapid.T, cs *codecs, c Code, chunk int, body []byte) ([][]byte, []lazaret.ShardLoc) {
-	enc, err := cs.get(c)
+func encodeMem(t *rapid.T, cs *Codecs, c Code, chunk int, body []byte) ([][]byte, []lazaret.ShardLoc) {
+	enc, err := cs.Get(c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	shards := make([]bytes.Buffer, c.Shards())
-	size, err := encodeStripes(enc, c, chunk, bytes.NewReader(body), func(pieces [][]byte) error {
+	size, err := EncodeStripes(enc, c, chunk, bytes.NewReader(body), func(pieces [][]byte) error {
 		for i, p := range pieces {
 			shards[i].Write(p)
 		}
@@ -69,7 +69,7 @@ func (c *crcReader) Read(p []byte) (int, error) {
 // failing shard is reported; more failures than m give an error, never
 // wrong bytes.
 func TestErasureRoundTrip(t *testing.T) {
-	cs := &codecs{}
+	cs := &Codecs{}
 	rapid.Check(t, func(t *rapid.T) {
 		c := Code{K: rapid.IntRange(1, 6).Draw(t, "k"), M: rapid.IntRange(0, 3).Draw(t, "m")}
 		chunk := rapid.SampledFrom([]int{1, 7, 64, 4096}).Draw(t, "chunk")
@@ -110,9 +110,9 @@ func TestErasureRoundTrip(t *testing.T) {
 				t.Fatalf("shard %d (%s) reported corrupt=%v: %v", l.Index, kind[l.Index], corrupt, err)
 			}
 		}
-		enc, _ := cs.get(c)
+		enc, _ := cs.Get(c)
 		pl := lazaret.Placement{K: c.K, M: c.M, ChunkSize: chunk, Shards: locs}
-		r := newStripeReader(context.Background(), "id", pl, int64(len(body)), sha256.Sum256(body), enc, perm, open, fail)
+		r := NewStripeReader(context.Background(), "id", pl, int64(len(body)), sha256.Sum256(body), enc, perm, open, fail)
 		got, err := io.ReadAll(r)
 		r.Close()
 		if fails > c.M {

@@ -1,4 +1,4 @@
-package replicator
+package erasure
 
 import (
 	"fmt"
@@ -6,8 +6,12 @@ import (
 	"strings"
 
 	"github.com/lazaret/lazaret"
-	"github.com/lazaret/lazaret/objstore"
 )
+
+// MaxShards is the most shards a code may have: objstore stores a shard's
+// index in one byte (objstore.MaxShards; package replicator checks that the
+// two agree).
+const MaxShards = 256
 
 // Code is an erasure code: a body is cut into K data shards and M parity
 // shards, any K of which rebuild it. K=1 is replication: every one of the
@@ -24,8 +28,8 @@ func (c Code) Shards() int { return c.K + c.M }
 
 // Validate reports whether objstore can store the code's shards.
 func (c Code) Validate() error {
-	if c.K < 1 || c.M < 0 || c.K+c.M > objstore.MaxShards {
-		return fmt.Errorf("%w: erasure code %d+%d (want k >= 1, m >= 0, k+m <= %d)", lazaret.ErrInvalidArgument, c.K, c.M, objstore.MaxShards)
+	if c.K < 1 || c.M < 0 || c.K+c.M > MaxShards {
+		return fmt.Errorf("%w: erasure code %d+%d (want k >= 1, m >= 0, k+m <= %d)", lazaret.ErrInvalidArgument, c.K, c.M, MaxShards)
 	}
 	return nil
 }
@@ -84,25 +88,19 @@ func DefaultCode(n int) Code {
 	}
 }
 
-// clusterCode returns the code for new messages: the configured one, or the
-// default for the cluster's size.
-func clusterCode(policy Code, members []Member) Code {
+// ClusterCode returns the code for new messages: the configured policy,
+// or the default for a cluster of members nodes (those that have not left).
+func ClusterCode(policy Code, members int) Code {
 	if policy.K > 0 {
 		return policy
 	}
-	n := 0
-	for _, m := range members {
-		if m.State != MemberLeft {
-			n++
-		}
-	}
-	return DefaultCode(n)
+	return DefaultCode(members)
 }
 
-// writeQuorum returns how many shards must be fsync'd on distinct nodes
+// WriteQuorum returns how many shards must be fsync'd on distinct nodes
 // before a put of code c is acknowledged: configured (0 means K+1), never
 // more than K+M and never less than K.
-func writeQuorum(configured int, c Code) int {
+func WriteQuorum(configured int, c Code) int {
 	q := configured
 	if q <= 0 {
 		q = c.K + 1

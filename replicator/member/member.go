@@ -1,34 +1,39 @@
-package replicator
+// Package member is what the data path and the cluster runtime agree on
+// about the cluster's members: a Member and its liveness State, the
+// Membership that lists them and the PeerDialer that reaches them. Package
+// replicator consumes these; package replicator/cluster implements them
+// (serf gossip, mutual TLS), and tests implement them in memory.
+package member
 
 import "github.com/lazaret/lazaret/proto/lazaretpb"
 
-// MemberState is a member's liveness as gossip sees it.
-type MemberState int
+// State is a member's liveness as gossip sees it.
+type State int
 
 // Member states. Serf does not expose memberlist's "suspect" state, so an
 // implementation backed by serf reports alive, failed or left only; suspect
 // is reserved for implementations that can tell.
 const (
-	// MemberAlive is a member that answers gossip.
-	MemberAlive MemberState = iota
-	// MemberSuspect is a member that missed probes but is not yet declared failed.
-	MemberSuspect
-	// MemberFailed is a member that stopped answering without leaving.
-	MemberFailed
-	// MemberLeft is a member that left the cluster gracefully (or is leaving).
-	MemberLeft
+	// Alive is a member that answers gossip.
+	Alive State = iota
+	// Suspect is a member that missed probes but is not yet declared failed.
+	Suspect
+	// Failed is a member that stopped answering without leaving.
+	Failed
+	// Left is a member that left the cluster gracefully (or is leaving).
+	Left
 )
 
 // String returns "alive", "suspect", "failed" or "left".
-func (s MemberState) String() string {
+func (s State) String() string {
 	switch s {
-	case MemberAlive:
+	case Alive:
 		return "alive"
-	case MemberSuspect:
+	case Suspect:
 		return "suspect"
-	case MemberFailed:
+	case Failed:
 		return "failed"
-	case MemberLeft:
+	case Left:
 		return "left"
 	}
 	return "unknown"
@@ -49,7 +54,7 @@ type Member struct {
 	// Version is the node's software version.
 	Version string
 	// State is the node's liveness.
-	State MemberState
+	State State
 }
 
 // Membership tells who is in the cluster. Implementations are safe for

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -43,7 +43,7 @@ type monitor struct {
 func newMonitor(cfg Config, log *slog.Logger, clock lazaret.Clock) *monitor {
 	m := &monitor{cfg: cfg, log: log.With("component", "http"), clock: clock, reg: newRegistry()}
 	m.req = newRequestMetrics(m.reg)
-	info := prometheus.Labels{"node": strconv.Itoa(cfg.Node.Number), "name": cfg.Node.Name, "version": version}
+	info := prometheus.Labels{"node": strconv.Itoa(cfg.Node.NodeNumber), "name": cfg.Node.Name, "version": cfg.Node.Version}
 	m.reg.MustRegister(newNodeCollector(m.src.get, clock, info, func(sn snapshot) []string { return m.problems(sn) }))
 	return m
 }
@@ -51,7 +51,7 @@ func newMonitor(cfg Config, log *slog.Logger, clock lazaret.Clock) *monitor {
 // attach gives the monitor the node's parts to read at scrape and check
 // time; cl and idx may be nil (no cluster, no PostgreSQL index).
 func (m *monitor) attach(store *objstore.Store, node *replicator.Node, cl *clusterSide, idx *indexService) {
-	s := &sources{store: store, node: node, self: m.cfg.Node.Number, started: m.clock.Now()}
+	s := &sources{store: store, node: node, self: m.cfg.Node.NodeNumber, started: m.clock.Now()}
 	if cl != nil {
 		s.members = cl.rt.Membership.Members
 	}
@@ -62,9 +62,9 @@ func (m *monitor) attach(store *objstore.Store, node *replicator.Node, cl *clust
 }
 
 // wrap returns q counting its requests as coming from source ("api",
-// "smtp") and listing the health problems in Status.
+// "smtp", a frontend's name).
 func (m *monitor) wrap(q lazaret.Quarantine, source string) lazaret.Quarantine {
-	return &instrumented{Quarantine: q, source: source, m: m.req, health: func(context.Context) []string { return m.check() }}
+	return &instrumented{Quarantine: q, source: source, m: m.req}
 }
 
 // problems applies the thresholds to sn.
@@ -83,6 +83,17 @@ func (m *monitor) check() []string {
 		return []string{"starting"}
 	}
 	return m.problems(src.read(m.clock.Now()))
+}
+
+// statusHealth is the Health list of the node's status: the problems,
+// then the notes (health.go).
+func (m *monitor) statusHealth() []string {
+	src, ok := m.src.get()
+	if !ok {
+		return []string{"starting"}
+	}
+	sn := src.read(m.clock.Now())
+	return append(m.problems(sn), m.cfg.Health.notes(sn)...)
 }
 
 // healthBody is the JSON answer of /health and /ready.
@@ -121,7 +132,7 @@ func (m *monitor) serveReady(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *monitor) writeHealth(w http.ResponseWriter, r *http.Request, problems []string, good, bad string) {
-	body := healthBody{Status: good, Node: m.cfg.Node.Number, Name: m.cfg.Node.Name, Version: version, Problems: problems}
+	body := healthBody{Status: good, Node: m.cfg.Node.NodeNumber, Name: m.cfg.Node.Name, Version: m.cfg.Node.Version, Problems: problems}
 	code := http.StatusOK
 	if len(problems) > 0 {
 		body.Status, code = bad, http.StatusServiceUnavailable
@@ -135,9 +146,13 @@ func (m *monitor) writeHealth(w http.ResponseWriter, r *http.Request, problems [
 	}
 }
 
-// handler routes the endpoint's paths; only GET and HEAD are allowed.
-func (m *monitor) handler() http.Handler {
+// handler routes the endpoint's paths: its own (GET and HEAD only) and
+// the configured Handlers, each over q(its name).
+func (m *monitor) handler(q func(source string) lazaret.Quarantine) http.Handler {
 	mux := http.NewServeMux()
+	for _, h := range m.cfg.Handlers {
+		mux.Handle(h.Pattern, h.New(q(h.Name)))
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 		ErrorHandling: promhttp.ContinueOnError,
@@ -152,19 +167,19 @@ func (m *monitor) handler() http.Handler {
 	return mux
 }
 
-// start listens on cfg.HTTP.Listen and serves the endpoint; it does
-// nothing when Listen is empty. A listen failure is an error; a later
+// start listens on cfg.HTTPListen and serves the endpoint; it does
+// nothing when HTTPListen is empty. A listen failure is an error; a later
 // serving failure is logged (mail flow does not depend on monitoring).
-func (m *monitor) start(stdout io.Writer) error {
-	if m.cfg.HTTP.Listen == "" {
+func (m *monitor) start(stdout io.Writer, q func(source string) lazaret.Quarantine) error {
+	if m.cfg.HTTPListen == "" {
 		return nil
 	}
-	l, err := net.Listen("tcp", m.cfg.HTTP.Listen)
+	l, err := net.Listen("tcp", m.cfg.HTTPListen)
 	if err != nil {
 		return fmt.Errorf("http.listen: %w", err)
 	}
 	m.srv = &http.Server{
-		Handler:           m.handler(),
+		Handler:           m.handler(q),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -198,11 +213,4 @@ func (m *monitor) stop() {
 		m.srv.Close()
 	}
 	<-m.done
-}
-
-// useRegistry makes the index feeder register its metrics with reg.
-func (s *indexService) useRegistry(reg prometheus.Registerer) {
-	if s != nil {
-		s.reg = reg
-	}
 }

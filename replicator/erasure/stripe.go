@@ -1,4 +1,4 @@
-package replicator
+package erasure
 
 import (
 	"context"
@@ -62,16 +62,16 @@ func (l stripeLayout) shardSize() int64 {
 	return (n-1)*int64(l.chunk) + int64(l.piece(n-1))
 }
 
-// codecs caches one Reed-Solomon encoder per code; encoders are safe for
+// Codecs caches one Reed-Solomon encoder per code; encoders are safe for
 // concurrent use.
-type codecs struct {
+type Codecs struct {
 	mu  sync.Mutex
 	enc map[Code]reedsolomon.Encoder
 }
 
 // get returns the encoder of c, or nil for replication (K=1) and whole
 // copies, which need none.
-func (cs *codecs) get(c Code) (reedsolomon.Encoder, error) {
+func (cs *Codecs) Get(c Code) (reedsolomon.Encoder, error) {
 	if c.K == 1 || c.M == 0 {
 		return nil, nil
 	}
@@ -91,11 +91,11 @@ func (cs *codecs) get(c Code) (reedsolomon.Encoder, error) {
 	return e, nil
 }
 
-// encodeStripes reads the body from r stripe by stripe and hands the K+M
+// EncodeStripes reads the body from r stripe by stripe and hands the K+M
 // pieces of each stripe to write (piece i belongs to shard i; the slices
 // are reused after write returns). enc is nil for K=1 or M=0. It returns
 // the body size.
-func encodeStripes(enc reedsolomon.Encoder, c Code, chunk int, r io.Reader, write func(pieces [][]byte) error) (int64, error) {
+func EncodeStripes(enc reedsolomon.Encoder, c Code, chunk int, r io.Reader, write func(pieces [][]byte) error) (int64, error) {
 	buf := make([]byte, c.K*chunk+c.M*chunk)
 	pieces := make([][]byte, c.Shards())
 	var size int64
@@ -138,14 +138,14 @@ func encodeStripes(enc reedsolomon.Encoder, c Code, chunk int, r io.Reader, writ
 	}
 }
 
-// shardOpener opens one stored shard for reading from its start.
-type shardOpener func(ctx context.Context, loc lazaret.ShardLoc) (io.ReadCloser, error)
+// ShardOpener opens one stored shard for reading from its start.
+type ShardOpener func(ctx context.Context, loc lazaret.ShardLoc) (io.ReadCloser, error)
 
-// shardFailure reports a shard a stripeReader gave up on; corrupt says it
+// ShardFailure reports a shard a StripeReader gave up on; corrupt says it
 // failed a checksum rather than being unreachable.
-type shardFailure func(loc lazaret.ShardLoc, err error, corrupt bool)
+type ShardFailure func(loc lazaret.ShardLoc, err error, corrupt bool)
 
-// shardSrc is one shard being read by a stripeReader.
+// shardSrc is one shard being read by a StripeReader.
 type shardSrc struct {
 	loc  lazaret.ShardLoc
 	r    io.ReadCloser
@@ -154,7 +154,7 @@ type shardSrc struct {
 	done int64 // stripes whose piece has been read
 }
 
-// stripeReader rebuilds a body from any K healthy shards of its placement,
+// StripeReader rebuilds a body from any K healthy shards of its placement,
 // stripe by stripe, with memory bounded by one stripe. It verifies every
 // shard's size and SHA-256 against the placement and the body's SHA-256
 // against the metadata. A shard that cannot be opened, fails mid-way or
@@ -163,15 +163,15 @@ type shardSrc struct {
 // skipped). A shard failing its SHA-256 at the end of a multi-stripe body is
 // found only after earlier stripes were handed out; the body's own SHA-256
 // then fails the read with lazaret.ErrCorrupt rather than ending it cleanly.
-type stripeReader struct {
+type StripeReader struct {
 	ctx    context.Context
 	id     lazaret.ID
 	code   Code
 	layout stripeLayout
 	enc    reedsolomon.Encoder
 	cands  []lazaret.ShardLoc // not yet tried, in preference order
-	open   shardOpener
-	fail   shardFailure
+	open   ShardOpener
+	fail   ShardFailure
 
 	active   []*shardSrc
 	stripe   int64 // next stripe to decode
@@ -187,17 +187,17 @@ type stripeReader struct {
 	err      error
 }
 
-// newStripeReader returns a reader of the body described by pl (a K+M code
+// NewStripeReader returns a reader of the body described by pl (a K+M code
 // with its shard locations, sizes and hashes), of size bytes and SHA-256
 // sum. cands are the shards to try, in order of preference.
-func newStripeReader(ctx context.Context, id lazaret.ID, pl lazaret.Placement, size int64, sum [32]byte, enc reedsolomon.Encoder, cands []lazaret.ShardLoc, open shardOpener, fail shardFailure) *stripeReader {
+func NewStripeReader(ctx context.Context, id lazaret.ID, pl lazaret.Placement, size int64, sum [32]byte, enc reedsolomon.Encoder, cands []lazaret.ShardLoc, open ShardOpener, fail ShardFailure) *StripeReader {
 	c := Code{pl.K, pl.M}
 	chunk := pl.ChunkSize
 	if chunk <= 0 {
 		chunk = int(min(size, 1<<20)) // whole copies stored by a single node
 		chunk = max(chunk, 1)
 	}
-	return &stripeReader{
+	return &StripeReader{
 		ctx: ctx, id: id, code: c, layout: stripeLayout{k: c.K, chunk: chunk, size: size},
 		enc: enc, cands: cands, open: open, fail: fail,
 		buf: make([]byte, c.Shards()*chunk), shards: make([][]byte, c.Shards()),
@@ -206,7 +206,7 @@ func newStripeReader(ctx context.Context, id lazaret.ID, pl lazaret.Placement, s
 }
 
 // drop gives up on active source i.
-func (r *stripeReader) drop(i int, err error) {
+func (r *StripeReader) drop(i int, err error) {
 	s := r.active[i]
 	s.r.Close()
 	corrupt := errors.Is(err, lazaret.ErrCorrupt)
@@ -222,7 +222,7 @@ func (r *stripeReader) drop(i int, err error) {
 
 // fill opens candidates until K sources are active, each positioned at the
 // start of the current stripe.
-func (r *stripeReader) fill() error {
+func (r *StripeReader) Fill() error {
 	for len(r.active) < r.code.K {
 		if len(r.cands) == 0 {
 			sentinel := lazaret.ErrUnavailable
@@ -261,7 +261,7 @@ func (r *stripeReader) fill() error {
 // readPiece reads source s's piece of the current stripe into its slot,
 // and at the last stripe checks that the shard ends there with the size and
 // SHA-256 the placement recorded.
-func (r *stripeReader) readPiece(s *shardSrc, p int, last bool) error {
+func (r *StripeReader) readPiece(s *shardSrc, p int, last bool) error {
 	idx := s.loc.Index
 	slot := r.buf[idx*r.layout.chunk : idx*r.layout.chunk+p]
 	n, err := io.ReadFull(s.r, slot)
@@ -292,14 +292,14 @@ func (r *stripeReader) readPiece(s *shardSrc, p int, last bool) error {
 }
 
 // next decodes the current stripe into r.out.
-func (r *stripeReader) next() error {
+func (r *StripeReader) next() error {
 	p := r.layout.piece(r.stripe)
 	last := r.stripe == r.layout.stripes()-1
 	for {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
-		if err := r.fill(); err != nil {
+		if err := r.Fill(); err != nil {
 			return err
 		}
 		ok := true
@@ -342,7 +342,7 @@ func (r *stripeReader) next() error {
 }
 
 // reconstruct returns the K data pieces of the current stripe.
-func (r *stripeReader) reconstruct(p int) ([][]byte, error) {
+func (r *StripeReader) reconstruct(p int) ([][]byte, error) {
 	k := r.code.K
 	if k == 1 {
 		for _, s := range r.shards {
@@ -374,7 +374,7 @@ func (r *stripeReader) reconstruct(p int) ([][]byte, error) {
 }
 
 // Read implements io.Reader.
-func (r *stripeReader) Read(p []byte) (int, error) {
+func (r *StripeReader) Read(p []byte) (int, error) {
 	for len(r.out) == 0 {
 		if r.err != nil {
 			return 0, r.err
@@ -398,7 +398,7 @@ func (r *stripeReader) Read(p []byte) (int, error) {
 }
 
 // Close closes the shards being read. It never fails.
-func (r *stripeReader) Close() error {
+func (r *StripeReader) Close() error {
 	for _, s := range r.active {
 		s.r.Close()
 	}

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -17,13 +17,13 @@ type smtpService struct {
 	errc chan error
 }
 
-// startSMTP starts the SMTP filter over q when the config enables it; it
+// startSMTP starts the SMTP filter over q when the config has one; it
 // returns nil when it does not.
 func startSMTP(cfg Config, q lazaret.Quarantine, log *slog.Logger, stdout io.Writer) (*smtpService, error) {
-	if !cfg.SMTP.Enabled {
+	if cfg.SMTP == nil {
 		return nil, nil
 	}
-	fc := cfg.smtpfilterConfig()
+	fc := *cfg.SMTP
 	srv, err := smtpfilter.New(fc, q, log.With("component", "smtp"))
 	if err != nil {
 		return nil, err
@@ -38,8 +38,8 @@ func startSMTP(cfg Config, q lazaret.Quarantine, log *slog.Logger, stdout io.Wri
 	if fc.LMTP {
 		proto = "lmtp"
 	}
-	log.Info("smtp filter listening", "addr", l.Addr().String(), "protocol", proto, "relay", cfg.Release.Relay)
-	fmt.Fprintf(stdout, "lazaret: %s filter on %s, releasing to %s\n", proto, l.Addr(), cfg.Release.Relay)
+	log.Info("smtp filter listening", "addr", l.Addr().String(), "protocol", proto, "relay", cfg.Node.RelayName)
+	fmt.Fprintf(stdout, "lazaret: %s filter on %s, releasing to %s\n", proto, l.Addr(), cfg.Node.RelayName)
 	return s, nil
 }
 

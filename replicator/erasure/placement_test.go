@@ -1,4 +1,4 @@
-package replicator
+package erasure
 
 import (
 	"fmt"
@@ -9,13 +9,29 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
-func genMembers(t *rapid.T, min, max int) []Member {
+// The adapters package replicator uses (replicator/placement.go).
+func placeShards(id lazaret.ID, ms []member.Member, n int) []member.Member {
+	return Place(id, ms, n, func(m member.Member) string { return m.Name }, func(m member.Member) bool { return m.State == member.Alive })
+}
+
+func clusterCode(policy Code, ms []member.Member) Code {
+	n := 0
+	for _, m := range ms {
+		if m.State != member.Left {
+			n++
+		}
+	}
+	return ClusterCode(policy, n)
+}
+
+func genMembers(t *rapid.T, min, max int) []member.Member {
 	n := rapid.IntRange(min, max).Draw(t, "members")
-	ms := make([]Member, n)
+	ms := make([]member.Member, n)
 	for i := range ms {
-		ms[i] = Member{Name: fmt.Sprintf("node-%d", i+1), Number: i + 1, State: MemberAlive}
+		ms[i] = member.Member{Name: fmt.Sprintf("node-%d", i+1), Number: i + 1, State: member.Alive}
 	}
 	return ms
 }
@@ -24,7 +40,7 @@ func genID(t *rapid.T) lazaret.ID {
 	return lazaret.ID(rapid.StringMatching(`[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}`).Draw(t, "id"))
 }
 
-func names(ms []Member) []string {
+func names(ms []member.Member) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
 		out[i] = m.Name
@@ -40,7 +56,7 @@ func TestPlacementProperties(t *testing.T) {
 		ms := genMembers(t, 1, 16)
 		for i := range ms {
 			if rapid.IntRange(0, 4).Draw(t, "down") == 0 {
-				ms[i].State = MemberFailed
+				ms[i].State = member.Failed
 			}
 		}
 		id := genID(t)
@@ -48,7 +64,7 @@ func TestPlacementProperties(t *testing.T) {
 		got := placeShards(id, ms, n)
 		alive := 0
 		for _, m := range ms {
-			if m.State == MemberAlive {
+			if m.State == member.Alive {
 				alive++
 			}
 		}
@@ -57,7 +73,7 @@ func TestPlacementProperties(t *testing.T) {
 		}
 		seen := map[string]bool{}
 		for _, m := range got {
-			if seen[m.Name] || m.State != MemberAlive {
+			if seen[m.Name] || m.State != member.Alive {
 				t.Fatalf("placement %v: repeated or not alive member %s", names(got), m.Name)
 			}
 			seen[m.Name] = true
@@ -75,7 +91,7 @@ func TestPlacementProperties(t *testing.T) {
 			after := slices.Clone(ms)
 			for i := range after {
 				if after[i].Name == victim {
-					after[i].State = MemberFailed
+					after[i].State = member.Failed
 				}
 			}
 			moved := placeShards(id, after, n)
@@ -90,7 +106,7 @@ func TestPlacementProperties(t *testing.T) {
 			}
 		}
 		// A new member either takes no shard or pushes out only the last.
-		joined := append(slices.Clone(ms), Member{Name: "newcomer", Number: 99, State: MemberAlive})
+		joined := append(slices.Clone(ms), member.Member{Name: "newcomer", Number: 99, State: member.Alive})
 		after := placeShards(id, joined, n)
 		var lost []string
 		for _, nm := range names(got) {
@@ -107,9 +123,9 @@ func TestPlacementProperties(t *testing.T) {
 // TestPlacementBalance: over many ids each of 10 members gets its share of
 // 5 shards, within 5%.
 func TestPlacementBalance(t *testing.T) {
-	var ms []Member
+	var ms []member.Member
 	for i := 1; i <= 10; i++ {
-		ms = append(ms, Member{Name: fmt.Sprintf("lazaret%d", i), Number: i, State: MemberAlive})
+		ms = append(ms, member.Member{Name: fmt.Sprintf("lazaret%d", i), Number: i, State: member.Alive})
 	}
 	const ids = 20000
 	counts := map[string]int{}
@@ -152,13 +168,13 @@ func TestPolicy(t *testing.T) {
 		}
 	}
 	// The size counts failed members, not those that left.
-	ms := []Member{{State: MemberAlive}, {State: MemberFailed}, {State: MemberLeft}, {State: MemberAlive}, {State: MemberAlive}}
+	ms := []member.Member{{State: member.Alive}, {State: member.Failed}, {State: member.Left}, {State: member.Alive}, {State: member.Alive}}
 	if got := clusterCode(Code{}, ms); got != (Code{2, 2}) {
 		t.Errorf("4 members (one failed) and one left: %v, want 2+2", got)
 	}
 	for _, c := range []struct{ conf, want int }{{0, 4}, {5, 5}, {9, 5}, {1, 3}} {
-		if got := writeQuorum(c.conf, Code{3, 2}); got != c.want {
-			t.Errorf("writeQuorum(%d, 3+2) = %d, want %d", c.conf, got, c.want)
+		if got := WriteQuorum(c.conf, Code{3, 2}); got != c.want {
+			t.Errorf("WriteQuorum(%d, 3+2) = %d, want %d", c.conf, got, c.want)
 		}
 	}
 }

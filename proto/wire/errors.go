@@ -1,4 +1,4 @@
-package rpc
+package wire
 
 import (
 	"context"
@@ -69,8 +69,8 @@ func (e *RemoteError) Error() string { return e.Message }
 // Unwrap returns the matching domain sentinel, or nil.
 func (e *RemoteError) Unwrap() error { return e.err }
 
-// fromStatus turns a gRPC status error into a *RemoteError.
-func fromStatus(err error) error {
+// FromStatus turns a gRPC status error into a *RemoteError.
+func FromStatus(err error) error {
 	if err == nil {
 		return nil
 	}

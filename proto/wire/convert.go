@@ -1,4 +1,8 @@
-package rpc
+// Package wire converts between the domain types of package lazaret and
+// their protobuf form (proto/lazaretpb), and maps domain errors to gRPC
+// status codes and back. Both gRPC servers of a node use it: the local API
+// (proto/rpc) and the peer API (replicator), so neither imports the other.
+package wire
 
 import (
 	"time"
@@ -9,17 +13,16 @@ import (
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
 )
 
-// Conversions between the domain types in package lazaret and their wire form.
 // Enum values are kept numerically equal on both sides, so kinds convert by cast.
 
-func tsToPB(t time.Time) *timestamppb.Timestamp {
+func timeToPB(t time.Time) *timestamppb.Timestamp {
 	if t.IsZero() {
 		return nil
 	}
 	return timestamppb.New(t)
 }
 
-func tsFromPB(ts *timestamppb.Timestamp) time.Time {
+func timeFromPB(ts *timestamppb.Timestamp) time.Time {
 	if ts == nil {
 		return time.Time{}
 	}
@@ -42,7 +45,7 @@ func MessageToPB(m *lazaret.Metadata) *pb.Message {
 	out := &pb.Message{
 		Id:         string(m.ID),
 		Node:       int32(m.Node),
-		Received:   tsToPB(m.Received),
+		Received:   timeToPB(m.Received),
 		Sender:     m.Sender,
 		Recipients: m.Recipients,
 		ClientIp:   m.ClientIP,
@@ -50,7 +53,7 @@ func MessageToPB(m *lazaret.Metadata) *pb.Message {
 		From:       m.From,
 		To:         m.To,
 		Subject:    m.Subject,
-		Date:       tsToPB(m.Date),
+		Date:       timeToPB(m.Date),
 		MessageId:  m.MessageID,
 		Size:       m.Size,
 		Sha256:     m.SHA256[:],
@@ -62,7 +65,7 @@ func MessageToPB(m *lazaret.Metadata) *pb.Message {
 	}
 	for _, e := range m.History {
 		out.History = append(out.History, &pb.Event{
-			Time: tsToPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int32(e.Node), Request: e.Request,
+			Time: timeToPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int32(e.Node), Request: e.Request,
 		})
 	}
 	return out
@@ -73,7 +76,7 @@ func MessageFromPB(p *pb.Message) *lazaret.Metadata {
 	m := &lazaret.Metadata{
 		ID:         lazaret.ID(p.GetId()),
 		Node:       int(p.GetNode()),
-		Received:   tsFromPB(p.GetReceived()),
+		Received:   timeFromPB(p.GetReceived()),
 		Sender:     p.GetSender(),
 		Recipients: p.GetRecipients(),
 		ClientIP:   p.GetClientIp(),
@@ -81,7 +84,7 @@ func MessageFromPB(p *pb.Message) *lazaret.Metadata {
 		From:       p.GetFrom(),
 		To:         p.GetTo(),
 		Subject:    p.GetSubject(),
-		Date:       tsFromPB(p.GetDate()),
+		Date:       timeFromPB(p.GetDate()),
 		MessageID:  p.GetMessageId(),
 		Size:       p.GetSize(),
 		Verdict:    verdictFromPB(p.GetVerdict()),
@@ -95,13 +98,14 @@ func MessageFromPB(p *pb.Message) *lazaret.Metadata {
 	}
 	for _, e := range p.GetHistory() {
 		m.History = append(m.History, lazaret.Event{
-			Time: tsFromPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int(e.Node), Request: e.Request,
+			Time: timeFromPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int(e.Node), Request: e.Request,
 		})
 	}
 	return m
 }
 
-func putMetaToPB(r lazaret.PutRequest, expectedSize int64) *pb.PutMeta {
+// PutMetaToPB converts a put request to the first message of a Put stream.
+func PutMetaToPB(r lazaret.PutRequest, expectedSize int64) *pb.PutMeta {
 	return &pb.PutMeta{
 		Id:           string(r.ID),
 		Sender:       r.Sender,
@@ -112,15 +116,16 @@ func putMetaToPB(r lazaret.PutRequest, expectedSize int64) *pb.PutMeta {
 		From:         r.From,
 		To:           r.To,
 		Subject:      r.Subject,
-		Date:         tsToPB(r.Date),
+		Date:         timeToPB(r.Date),
 		MessageId:    r.MessageID,
-		Received:     tsToPB(r.Received),
+		Received:     timeToPB(r.Received),
 		Actor:        r.Actor,
 		ExpectedSize: expectedSize,
 	}
 }
 
-func putMetaFromPB(p *pb.PutMeta) lazaret.PutRequest {
+// PutMetaFromPB converts the first message of a Put stream to a put request.
+func PutMetaFromPB(p *pb.PutMeta) lazaret.PutRequest {
 	return lazaret.PutRequest{
 		ID:         lazaret.ID(p.GetId()),
 		Sender:     p.GetSender(),
@@ -131,17 +136,18 @@ func putMetaFromPB(p *pb.PutMeta) lazaret.PutRequest {
 		From:       p.GetFrom(),
 		To:         p.GetTo(),
 		Subject:    p.GetSubject(),
-		Date:       tsFromPB(p.GetDate()),
+		Date:       timeFromPB(p.GetDate()),
 		MessageID:  p.GetMessageId(),
-		Received:   tsFromPB(p.GetReceived()),
+		Received:   timeFromPB(p.GetReceived()),
 		Actor:      p.GetActor(),
 	}
 }
 
-func listToPB(q lazaret.ListQuery) *pb.ListRequest {
+// ListToPB converts a list query to its wire form.
+func ListToPB(q lazaret.ListQuery) *pb.ListRequest {
 	r := &pb.ListRequest{
-		Since:     tsToPB(q.Since),
-		Until:     tsToPB(q.Until),
+		Since:     timeToPB(q.Since),
+		Until:     timeToPB(q.Until),
 		Sender:    q.Sender,
 		Recipient: q.Recipient,
 		Domain:    q.Domain,
@@ -164,10 +170,11 @@ func listToPB(q lazaret.ListQuery) *pb.ListRequest {
 	return r
 }
 
-func listFromPB(r *pb.ListRequest) lazaret.ListQuery {
+// ListFromPB converts a list query from its wire form.
+func ListFromPB(r *pb.ListRequest) lazaret.ListQuery {
 	q := lazaret.ListQuery{
-		Since:     tsFromPB(r.GetSince()),
-		Until:     tsFromPB(r.GetUntil()),
+		Since:     timeFromPB(r.GetSince()),
+		Until:     timeFromPB(r.GetUntil()),
 		Sender:    r.GetSender(),
 		Recipient: r.GetRecipient(),
 		Domain:    r.GetDomain(),
@@ -190,12 +197,13 @@ func listFromPB(r *pb.ListRequest) lazaret.ListQuery {
 	return q
 }
 
-func statusToPB(s *lazaret.NodeStatus) *pb.StatusResponse {
+// StatusToPB converts a node status to its wire form.
+func StatusToPB(s *lazaret.NodeStatus) *pb.StatusResponse {
 	return &pb.StatusResponse{
 		Node:             int32(s.Node),
 		Name:             s.Name,
 		Version:          s.Version,
-		Started:          tsToPB(s.Started),
+		Started:          timeToPB(s.Started),
 		DataDir:          s.DataDir,
 		Messages:         s.Messages,
 		Bytes:            s.Bytes,
@@ -214,7 +222,7 @@ func lagToPB(l *lazaret.ReplicationLag) *pb.ReplicationLag {
 	}
 	out := &pb.ReplicationLag{
 		UnderProtected: l.UnderProtected, UnderProtectedBytes: l.UnderProtectedBytes,
-		OldestUnderProtected: tsToPB(l.OldestUnderProtected), RepairQueue: l.RepairQueue,
+		OldestUnderProtected: timeToPB(l.OldestUnderProtected), RepairQueue: l.RepairQueue,
 		Repaired: l.Repaired, RepairedBytes: l.RepairedBytes, CorruptShards: l.CorruptShards,
 	}
 	for _, n := range l.RemovedNodes {
@@ -222,8 +230,8 @@ func lagToPB(l *lazaret.ReplicationLag) *pb.ReplicationLag {
 	}
 	for _, p := range l.Peers {
 		out.Peers = append(out.Peers, &pb.PeerSyncStatus{
-			Node: int32(p.Node), LastSuccess: tsToPB(p.LastSuccess), Differences: p.Differences,
-			Bytes: p.Bytes, LastAttempt: tsToPB(p.LastAttempt), LastError: p.LastError,
+			Node: int32(p.Node), LastSuccess: timeToPB(p.LastSuccess), Differences: p.Differences,
+			Bytes: p.Bytes, LastAttempt: timeToPB(p.LastAttempt), LastError: p.LastError,
 		})
 	}
 	return out
@@ -235,7 +243,7 @@ func lagFromPB(p *pb.ReplicationLag) *lazaret.ReplicationLag {
 	}
 	out := &lazaret.ReplicationLag{
 		UnderProtected: p.GetUnderProtected(), UnderProtectedBytes: p.GetUnderProtectedBytes(),
-		OldestUnderProtected: tsFromPB(p.GetOldestUnderProtected()), RepairQueue: p.GetRepairQueue(),
+		OldestUnderProtected: timeFromPB(p.GetOldestUnderProtected()), RepairQueue: p.GetRepairQueue(),
 		Repaired: p.GetRepaired(), RepairedBytes: p.GetRepairedBytes(), CorruptShards: p.GetCorruptShards(),
 	}
 	for _, n := range p.GetRemovedNodes() {
@@ -243,8 +251,8 @@ func lagFromPB(p *pb.ReplicationLag) *lazaret.ReplicationLag {
 	}
 	for _, s := range p.GetPeers() {
 		out.Peers = append(out.Peers, lazaret.PeerSyncStatus{
-			Node: int(s.GetNode()), LastSuccess: tsFromPB(s.GetLastSuccess()), Differences: s.GetDifferences(),
-			Bytes: s.GetBytes(), LastAttempt: tsFromPB(s.GetLastAttempt()), LastError: s.GetLastError(),
+			Node: int(s.GetNode()), LastSuccess: timeFromPB(s.GetLastSuccess()), Differences: s.GetDifferences(),
+			Bytes: s.GetBytes(), LastAttempt: timeFromPB(s.GetLastAttempt()), LastError: s.GetLastError(),
 		})
 	}
 	return out
@@ -257,7 +265,7 @@ func membersToPB(ms []lazaret.MemberStatus) []*pb.MemberStatus {
 			Node: int32(m.Node), Name: m.Name, PeerAddr: m.PeerAddr, GossipAddr: m.GossipAddr, State: m.State,
 			Zone: m.Zone, Version: m.Version, Self: m.Self, Reported: m.Reported, Messages: m.Messages,
 			Shards: m.Shards, ShardBytes: m.ShardBytes, UnderProtected: m.UnderProtected,
-			UnderProtectedBytes: m.UnderProtectedBytes, OldestUnderProtected: tsToPB(m.OldestUnderProtected), Error: m.Error,
+			UnderProtectedBytes: m.UnderProtectedBytes, OldestUnderProtected: timeToPB(m.OldestUnderProtected), Error: m.Error,
 		})
 	}
 	return out
@@ -271,18 +279,19 @@ func membersFromPB(ps []*pb.MemberStatus) []lazaret.MemberStatus {
 			State: p.GetState(), Zone: p.GetZone(), Version: p.GetVersion(), Self: p.GetSelf(), Reported: p.GetReported(),
 			Messages: p.GetMessages(), Shards: p.GetShards(), ShardBytes: p.GetShardBytes(),
 			UnderProtected: p.GetUnderProtected(), UnderProtectedBytes: p.GetUnderProtectedBytes(),
-			OldestUnderProtected: tsFromPB(p.GetOldestUnderProtected()), Error: p.GetError(),
+			OldestUnderProtected: timeFromPB(p.GetOldestUnderProtected()), Error: p.GetError(),
 		})
 	}
 	return out
 }
 
-func statusFromPB(p *pb.StatusResponse) *lazaret.NodeStatus {
+// StatusFromPB converts a node status from its wire form.
+func StatusFromPB(p *pb.StatusResponse) *lazaret.NodeStatus {
 	return &lazaret.NodeStatus{
 		Node:      int(p.GetNode()),
 		Name:      p.GetName(),
 		Version:   p.GetVersion(),
-		Started:   tsFromPB(p.GetStarted()),
+		Started:   timeFromPB(p.GetStarted()),
 		DataDir:   p.GetDataDir(),
 		Messages:  p.GetMessages(),
 		Bytes:     p.GetBytes(),
@@ -313,6 +322,23 @@ func placementFromPB(p *pb.Placement) lazaret.Placement {
 		loc := lazaret.ShardLoc{Index: int(s.GetIndex()), Node: int(s.GetNode()), Size: s.GetSize()}
 		copy(loc.SHA256[:], s.GetSha256())
 		out.Shards = append(out.Shards, loc)
+	}
+	return out
+}
+
+// PeerSyncsFromPB converts the peer figures of a NodeStatus answer, for the
+// cluster status table.
+func PeerSyncsFromPB(ps []*pb.PeerSync) []lazaret.PeerSyncStatus {
+	out := make([]lazaret.PeerSyncStatus, 0, len(ps))
+	for _, p := range ps {
+		s := lazaret.PeerSyncStatus{Node: int(p.GetNode()), Differences: p.GetDifferences(), Bytes: p.GetBytes(), LastError: p.GetLastError()}
+		if p.GetLastSuccess() != nil {
+			s.LastSuccess = p.GetLastSuccess().AsTime()
+		}
+		if p.GetLastAttempt() != nil {
+			s.LastAttempt = p.GetLastAttempt().AsTime()
+		}
+		out = append(out, s)
 	}
 	return out
 }

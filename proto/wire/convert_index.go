@@ -1,4 +1,4 @@
-package rpc
+package wire
 
 import (
 	"time"
@@ -14,7 +14,7 @@ func indexToPB(s *lazaret.IndexStatus) *pb.IndexStatus {
 	return &pb.IndexStatus{
 		Backend: s.Backend, Reachable: s.Reachable, Backlog: s.Backlog,
 		BacklogAgeMs: s.BacklogAge.Milliseconds(), Resync: s.Resync, LastError: s.LastError,
-		LastFlush: tsToPB(s.LastFlush), Applied: s.Applied,
+		LastFlush: timeToPB(s.LastFlush), Applied: s.Applied,
 	}
 }
 
@@ -25,6 +25,6 @@ func indexFromPB(p *pb.IndexStatus) *lazaret.IndexStatus {
 	return &lazaret.IndexStatus{
 		Backend: p.GetBackend(), Reachable: p.GetReachable(), Backlog: p.GetBacklog(),
 		BacklogAge: time.Duration(p.GetBacklogAgeMs()) * time.Millisecond, Resync: p.GetResync(),
-		LastError: p.GetLastError(), LastFlush: tsFromPB(p.GetLastFlush()), Applied: p.GetApplied(),
+		LastError: p.GetLastError(), LastFlush: timeFromPB(p.GetLastFlush()), Applied: p.GetApplied(),
 	}
 }
