@@ -17,6 +17,9 @@ import (
 	"github.com/lazaret/lazaret"
 )
 
+// lazyWait bounds how long a lazy Unmount waits for the last user.
+const lazyWait = 2 * time.Second
+
 // Mount is a mounted view.
 type Mount struct {
 	dir    string
@@ -95,12 +98,19 @@ func (m *Mount) Wait() { m.server.Wait() }
 
 // Unmount unmounts; it fails (EBUSY) while a process has a file or its
 // working directory in the mount, unless lazy is set, which detaches the
-// mount now and lets it go when the last user does.
+// mount now and lets it go when the last user does (this waits for that
+// at most lazyWait; the user's calls fail with ENOTCONN once the process
+// serving the mount is gone).
 func (m *Mount) Unmount(lazy bool) error {
 	err := m.server.Unmount()
 	if err != nil && lazy {
 		if lerr := syscall.Unmount(m.dir, syscall.MNT_DETACH); lerr == nil {
-			m.server.Wait()
+			done := make(chan struct{})
+			go func() { m.server.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(lazyWait):
+			}
 			return nil
 		}
 	}
