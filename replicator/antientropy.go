@@ -893,6 +893,11 @@ func (cl *clusterNode) isRemoved(number int) bool {
 	return ok
 }
 
+// IsRetired reports whether node number was retired with `lazaret node
+// remove` (learnt here or from any peer). The cluster transport refuses
+// such a node's certificate (cluster.Retired).
+func (n *Node) IsRetired(number int) bool { return n.cl.isRemoved(number) }
+
 // removedPath returns where the retired set is kept.
 func (ae *antiEntropy) removedPath() string {
 	if ae.cfg.RemovedNodesFile != "" {

@@ -856,7 +856,7 @@ func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Pla
 	up.Version = n.hlc.Now()
 	up.Placement.Version = up.Version // see lazaret.Merge rule 4
 	if err := n.store.PutMeta(ctx, up); err != nil {
-		return &lazaret.Error{Op: "repair", ID: m.ID, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return &lazaret.Error{Op: "repair", ID: m.ID, Err: lazaret.Temporary(err)}
 	}
 	n.changed(up)
 	for i, loc := range placed {
@@ -961,7 +961,7 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 		ws = append(ws, local)
 	}
 	if err := n.store.Commit(ctx, up, ws...); err != nil {
-		return &lazaret.Error{Op: "repair", ID: m.ID, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return &lazaret.Error{Op: "repair", ID: m.ID, Err: lazaret.Temporary(err)}
 	}
 	committed = true
 	n.changed(up)

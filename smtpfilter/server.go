@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"sync"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -300,7 +301,7 @@ func (s *Server) store(ctx context.Context, from string, rcpts []string, peer ne
 	}
 	fields := HeaderFields(head)
 	req := lazaret.PutRequest{
-		Sender: from, Recipients: rcpts, Helo: clean(helo),
+		Sender: from, Recipients: rcpts, Helo: cleanHelo(helo),
 		Verdict: s.verdicts.FromFields(fields), Actor: s.cfg.Actor,
 	}
 	if peer.IsValid() {
@@ -309,7 +310,7 @@ func (s *Server) store(ctx context.Context, from string, rcpts []string, peer ne
 	if peer.IsValid() && contains(s.relays, peer) {
 		if v, ok := topReceived(fields); ok {
 			if ip, h, ok := ReceivedClient(v); ok {
-				req.ClientIP, req.Helo = ip.String(), h
+				req.ClientIP, req.Helo = ip.String(), cleanHelo(h)
 			}
 		}
 	}
@@ -370,6 +371,11 @@ func (s *Server) reply(err error, peer netip.Addr) error {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection failed during DATA; nothing stored"}
 	}
 	s.log.Warn("smtp: message not stored; the MTA will retry", "peer", peer.String(), "err", err)
+	if errors.Is(err, lazaret.ErrDiskFull) {
+		// RFC 5321 452 / RFC 3463 4.3.1: mail system full; the MTA keeps
+		// the message and retries.
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later: " + oneLine(err.Error())}
+	}
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Quarantine temporarily unavailable, try again later: " + oneLine(err.Error())}
 }
 
@@ -426,3 +432,18 @@ type pipeAddr struct{}
 
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
+
+// cleanHelo makes a HELO name safe to store (see clean) and cuts it to
+// lazaret.MaxHeloBytes: an overlong HELO is the client's fault, not the
+// message's, and must not get the message refused.
+func cleanHelo(h string) string {
+	h = clean(h)
+	if len(h) <= lazaret.MaxHeloBytes {
+		return h
+	}
+	cut := lazaret.MaxHeloBytes
+	for cut > 0 && !utf8.RuneStart(h[cut]) {
+		cut--
+	}
+	return h[:cut]
+}

@@ -20,6 +20,11 @@ command -v ip >/dev/null || [ -x /usr/sbin/ip ] || optional+=(iproute2)
 command -v fusermount3 >/dev/null || [ -x /bin/fusermount3 ] || optional+=(fuse3)
 command -v rsync >/dev/null || optional+=(rsync)
 command -v file >/dev/null || optional+=(file)
+# The S3 tests (test/s3_*_test.go) run real clients: rclone, Debian's aws
+# cli (/usr/bin/aws) and curl.
+command -v rclone >/dev/null || optional+=(rclone)
+[ -x /usr/bin/aws ] || optional+=(awscli)
+command -v curl >/dev/null || optional+=(curl)
 # cmd/lazaret's /metrics test runs `promtool check metrics` (package prometheus).
 command -v promtool >/dev/null || optional+=(prometheus)
 [ ${#need[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ] && exit 0
