@@ -84,8 +84,16 @@ soak: build
 bench-index: build
 	LAZARET_BENCH_PG_MESSAGES=$${LAZARET_BENCH_PG_MESSAGES:-1000000} $(GO) test -count=1 -run=NONE -bench=BenchmarkPGIndex -benchtime=1x -timeout 60m ./test/
 
+## bench-fuse: the FUSE view against lazaret get/put and the gRPC API, same
+## run: 1,000 mail-mix messages read and copied in, readdir of a 10,000-message
+## day (README "FUSE view"). Needs root or fusermount3.
+.PHONY: bench-fuse
+bench-fuse: build
+	LAZARET_FUSE_BENCH=$${LAZARET_FUSE_BENCH:-1000,10000} $(GO) test -count=1 -run=TestFUSEBenchTable -v -timeout 30m ./test/
+
 bench: build
 	$(GO) test -run=NONE -bench=. -benchmem ./...
+	$(MAKE) bench-fuse
 	LAZARET_RECONCILE_TABLE=1 $(GO) test -count=1 -run='TestReconcileCostTable|TestMemSetIncremental' -v ./replicator/reconcile
 	LAZARET_REPAIR_TABLE=1 $(GO) test -count=1 -run=TestRepairThroughputTable -v ./replicator
 

@@ -15,6 +15,11 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || optional+=(haproxy)
 # The network fault tests (test/netns_*_test.go) run nodes in network
 # namespaces with ip (iproute2); without root they skip.
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || optional+=(iproute2)
+# The FUSE view tests (fuse/, test/fuse_*_test.go) mount for real: fusermount3
+# (fuse3), and run the tools the issue names (rsync, file; find and grep are base).
+command -v fusermount3 >/dev/null || [ -x /bin/fusermount3 ] || optional+=(fuse3)
+command -v rsync >/dev/null || optional+=(rsync)
+command -v file >/dev/null || optional+=(file)
 # The S3 tests (test/s3_*_test.go) run real clients: rclone, Debian's aws
 # cli (/usr/bin/aws) and curl.
 command -v rclone >/dev/null || optional+=(rclone)

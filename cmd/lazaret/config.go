@@ -36,6 +36,7 @@ type Config struct {
 	HTTP      HTTPConfig      `toml:"http"`    // config_http.go
 	Health    HealthConfig    `toml:"health"`  // config_http.go
 	S3        S3Config        `toml:"s3"`      // config_s3.go
+	FUSE      FUSEConfig      `toml:"fuse"`    // config_fuse.go
 }
 
 // NodeConfig is the [node] table.
@@ -101,6 +102,7 @@ func DefaultConfig() Config {
 		HTTP:      defaultHTTPConfig(),
 		Health:    defaultHealthConfig(),
 		S3:        defaultS3Config(),
+		FUSE:      defaultFUSEConfig(),
 	}
 }
 
@@ -204,6 +206,9 @@ func (c *Config) Validate() error {
 	if err := c.validateS3(); err != nil {
 		return err
 	}
+	if err := c.FUSE.validate(c); err != nil {
+		return err
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -302,6 +307,9 @@ func (c *Config) daemonConfig() daemon.Config {
 			SnapshotPath: filepath.Join(c.Store.Data, "serf.snapshot"),
 			Local:        cl.GossipProfile == "local",
 		}
+	}
+	if f := c.fuseFrontend(); f != nil { // serve_fuse.go
+		dc.Frontends = append(dc.Frontends, *f)
 	}
 	return dc
 }

@@ -45,6 +45,7 @@ func (m *Main) commands() map[string]command {
 		"index":       {"PostgreSQL index: migrate, rebuild", (*Main).index},
 		"put":         {"quarantine a message from a file or stdin; prints its id", (*Main).put},
 		"get":         {"write a message's body to stdout or a file", (*Main).get},
+		"mount":       {"show the cluster's quarantine as a MailScanner tree (FUSE)", (*Main).mount},
 		"stat":        {"show a message's metadata", (*Main).stat},
 		"ls":          {"list messages, newest first", (*Main).ls},
 		"delete":      {"delete a message", (*Main).delete},

@@ -36,8 +36,9 @@ const MaxReplySize = 32 << 20
 // DialUnix returns a client for the node serving the unix socket at path.
 // A missing socket is reported here, plainly, rather than as a gRPC
 // "connection refused" on the first call. A relative path is taken from
-// the current directory.
-func DialUnix(path string) (*Client, error) {
+// the current directory. Extra options (a reconnect backoff, say) are
+// added to the defaults.
+func DialUnix(path string, opts ...grpc.DialOption) (*Client, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -54,9 +55,9 @@ func DialUnix(path string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", path, err)
 	}
-	conn, err := grpc.NewClient("unix://"+abs,
+	conn, err := grpc.NewClient("unix://"+abs, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxReplySize)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxReplySize))}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", path, err)
 	}
