@@ -149,6 +149,10 @@ func TestSMTPPostfixQuarantineAndRelease(t *testing.T) {
 	// Lazaret down: Postfix keeps the mail (connection refused is
 	// temporary) and delivers it when Lazaret is back.
 	node.stop()
+	// The client was recorded from Postfix's XFORWARD, not its Received header.
+	if log := node.log.String(); !strings.Contains(log, "client=127.0.0.2 client_from=xforward") {
+		t.Errorf("the node's log does not show the client taken from XFORWARD:\n%s", log)
+	}
 	swaks("spam@example.org", "second@example.com", msgFile)
 	waitFor(t, "Postfix to defer the spam", 30*time.Second, func() bool {
 		return strings.Contains(pf.maillog(), "to=<second@example.com>") && strings.Contains(pf.maillog(), "status=deferred")

@@ -100,11 +100,17 @@ type sinkMsg struct {
 
 func startSink(t *testing.T) (*smtpSink, string) {
 	t.Helper()
+	return startSinkOn(t, "127.0.0.1")
+}
+
+// startSinkOn runs the sink on a free port of host.
+func startSinkOn(t *testing.T, host string) (*smtpSink, string) {
+	t.Helper()
 	k := &smtpSink{}
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &sinkSess{k: k}, nil }))
 	srv.Domain = "sink.example"
 	srv.ReadTimeout, srv.WriteTimeout = 30*time.Second, 30*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +215,7 @@ header_checks = regexp:%[1]s/etc/header_checks
 lazaret   unix  -       -       n       -       4       smtp
   -o syslog_name=postfix/lazaret
   -o smtp_data_done_timeout=1200s
+  -o smtp_send_xforward_command=yes
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
