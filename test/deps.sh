@@ -17,6 +17,10 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || optional+=(haproxy)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || optional+=(iproute2)
 # cmd/lazaret's /metrics test runs `promtool check metrics` (package prometheus).
 command -v promtool >/dev/null || optional+=(prometheus)
+# test/deb_test.go checks `make deb`'s package with lintian and its units with
+# systemd-analyze (package systemd).
+command -v lintian >/dev/null || optional+=(lintian)
+command -v systemd-analyze >/dev/null || optional+=(systemd)
 # The Exim test (test/smtp_exim_test.go) runs Debian's exim4-daemon-heavy. It
 # conflicts with postfix (both are the mail-transport-agent), so it is not
 # installed: its package is unpacked into $EXIM_ROOT (apt-get download +
