@@ -82,8 +82,11 @@ func (r benchResult) pct(p float64) time.Duration {
 	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
-// runParallel calls op(i) for i in [0, n) from conc goroutines and times it.
-func runParallel(name string, n, conc int, size func(i int) int, op func(i int) error) (benchResult, error) {
+// runParallel calls op(i) for i in [0, n) from conc goroutines and times
+// it, showing its progress on stderr.
+func (m *Main) runParallel(name string, n, conc int, size func(i int) int, op func(i int) error) (benchResult, error) {
+	rep := m.progress(name, "msgs", int64(n))
+	defer rep.Finish()
 	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var total atomic.Int64
@@ -108,6 +111,7 @@ func runParallel(name string, n, conc int, size func(i int) int, op func(i int) 
 				}
 				lat[i] = time.Since(t0)
 				total.Add(int64(size(i)))
+				rep.Add(1)
 			}
 		}()
 	}
@@ -183,7 +187,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 
 	var results []benchResult
 	ids := make([]lazaret.ID, *count)
-	put, err := runParallel("lazaret put", *count, *conc, size, func(i int) error {
+	put, err := m.runParallel("lazaret put", *count, *conc, size, func(i int) error {
 		md, err := c.Put(ctx, lazaret.PutRequest{Sender: "bench@example.org", Recipients: []string{"user@example.com"},
 			Verdict: lazaret.Verdict{Kind: lazaret.VerdictSpam, Score: 9}, Actor: "bench"}, bytes.NewReader(bodies[i]))
 		if err == nil {
@@ -202,7 +206,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		for i := range bodies {
 			sb[i] = smtpBody(bodies[i])
 		}
-		sres, sids, err := benchSMTP(*smtpAddr, sb, *conc)
+		sres, sids, err := m.benchSMTP(*smtpAddr, sb, *conc)
 		for _, id := range sids {
 			if id != "" {
 				defer c.Delete(ctx, id, "bench")
@@ -221,7 +225,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	if scale != 1 {
 		baseName = fmt.Sprintf("fsync'd file writes x%.2f", scale)
 	}
-	fsyncRes, err := runParallel(baseName, *count, *conc, size, func(i int) error {
+	fsyncRes, err := m.runParallel(baseName, *count, *conc, size, func(i int) error {
 		return writeSynced(filepath.Join(*baseDir, fmt.Sprintf("m%d", i)), scaled(bodies[i], scale))
 	})
 	if err != nil {
@@ -231,7 +235,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		results = append(results, fsyncRes)
 	}
 	if mode != "put" {
-		get, err := runParallel("lazaret get", *count, *conc, size, func(i int) error {
+		get, err := m.runParallel("lazaret get", *count, *conc, size, func(i int) error {
 			_, body, err := c.Open(ctx, ids[i])
 			if err != nil {
 				return err
@@ -249,7 +253,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		read, err := runParallel("file reads", *count, *conc, size, func(i int) error {
+		read, err := m.runParallel("file reads", *count, *conc, size, func(i int) error {
 			_, err := os.ReadFile(filepath.Join(*baseDir, fmt.Sprintf("m%d", i)))
 			return err
 		})
