@@ -22,7 +22,8 @@ type Config struct {
 	Label string
 	// Unit names what is counted, e.g. "messages".
 	Unit string
-	// Total is how many units there are; 0 when unknown (no ETA then).
+	// Total is how many units there are; 0 when unknown (no ETA then). An
+	// estimate that proves low grows to the count done.
 	Total int64
 	// Terminal draws a bar; see IsTerminal.
 	Terminal bool
@@ -96,6 +97,14 @@ func (r *Reporter) Set(done int64) {
 		return
 	}
 	r.done = done
+	if r.cfg.Total > 0 && done > r.cfg.Total {
+		// The total was an estimate (e.g. live messages, when deleted
+		// ones' records are written too): it grows with the work.
+		r.cfg.Total = done
+		if r.bar != nil {
+			r.bar.ChangeMax64(done)
+		}
+	}
 	if r.bar != nil {
 		r.bar.Set64(done)
 		return

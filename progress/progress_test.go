@@ -83,3 +83,17 @@ func TestIsTerminal(t *testing.T) {
 		t.Error("a buffer is a terminal")
 	}
 }
+
+func TestTotalGrowsWhenExceeded(t *testing.T) {
+	clock := lazaret.NewManualClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	var out bytes.Buffer
+	cfg := DefaultConfig("index rebuild", "msgs", 100)
+	cfg.Clock = clock
+	r := New(&out, cfg)
+	clock.Advance(time.Second)
+	r.Set(120)
+	r.Finish()
+	if got := strings.TrimSpace(out.String()); got != "index rebuild: 120/120 msgs (100%), 120/s, elapsed 1s done" {
+		t.Errorf("got %q", got)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -186,34 +185,14 @@ func TestSMTPEximQuarantineAndRelease(t *testing.T) {
 	node := startServe(t, dir, "--smtp", lzAddr, "--relay", ex.Release)
 	c := node.client()
 
-	msgFile := filepath.Join(dir, "spam.eml")
-	if err := os.WriteFile(msgFile, []byte(spamMessage), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	swaks := func(from, to, data string) {
-		t.Helper()
-		cctx, ccancel := context.WithTimeout(ctx, 60*time.Second)
-		defer ccancel()
-		out, err := exec.CommandContext(cctx, bins["swaks"], "--server", ex.Listen, "--local-interface", eximClient,
-			"--helo", "spammer.example", "--from", from, "--to", to, "--data", data, "--silent", "2").CombinedOutput()
-		if err != nil {
-			t.Fatalf("swaks: %v\n%s\nmainlog:\n%s", err, out, ex.mainlog())
-		}
-	}
+	msgFile := writeSpamFile(t, dir)
+	swaks := swaksSender(ctx, t, bins["swaks"], ex.Listen, eximClient, ex.mainlog)
 
 	swaks("friend@example.org", "victim@example.com", "Subject: hello\r\n\r\nhi\r\n")
 	waitFor(t, "clean mail at the destination", 30*time.Second, func() bool { return len(sink.messages()) == 1 })
 
 	swaks("spam@example.org", "victim@example.com", msgFile)
-	var md *lazaret.Metadata
-	waitFor(t, "the spam in the quarantine", 30*time.Second, func() bool {
-		page, err := c.List(ctx, lazaret.ListQuery{})
-		if err == nil && len(page.Messages) == 1 {
-			md = page.Messages[0]
-			return true
-		}
-		return false
-	})
+	md := waitOneQuarantined(ctx, t, c)
 	if md.Sender != "spam@example.org" || strings.Join(md.Recipients, ",") != "victim@example.com" ||
 		md.Subject != "Cheap pills" || md.Verdict.Kind != lazaret.VerdictHighSpam ||
 		md.ClientIP != eximClient || md.Helo != "spammer.example" {
@@ -225,15 +204,7 @@ func TestSMTPEximQuarantineAndRelease(t *testing.T) {
 	if n := len(sink.messages()); n != 1 {
 		t.Errorf("the destination got %d messages; the spam went there too", n)
 	}
-	_, rc, err := c.Open(ctx, md.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored := storedBody(ctx, t, c, md.ID)
 	if !bytes.Contains(stored, []byte("Subject: Cheap pills\r\n")) || !bytes.HasSuffix(stored, []byte("Caf\xc3\xa9 in UTF-8.\r\n\r\n")) {
 		t.Errorf("stored body is not the message sent:\n%q", stored)
 	}

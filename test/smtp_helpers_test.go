@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/proto/rpc"
 )
 
 // needBinaries skips the test, naming what is missing, unless every binary
@@ -297,6 +300,63 @@ func stripTrace(msg []byte) []byte {
 			_, msg, _ = bytes.Cut(msg, []byte("\n"))
 		}
 	}
+}
+
+// swaksSender returns a function that sends one message through the MTA at
+// server with swaks, from the local address iface as HELO spammer.example;
+// a failure ends the test with the MTA's log.
+func swaksSender(ctx context.Context, t *testing.T, bin, server, iface string, mtaLog func() string) func(from, to, data string) {
+	return func(from, to, data string) {
+		t.Helper()
+		cctx, ccancel := context.WithTimeout(ctx, 60*time.Second)
+		defer ccancel()
+		out, err := exec.CommandContext(cctx, bin, "--server", server, "--local-interface", iface,
+			"--helo", "spammer.example", "--from", from, "--to", to, "--data", data, "--silent", "2").CombinedOutput()
+		if err != nil {
+			t.Fatalf("swaks: %v\n%s\nMTA log:\n%s", err, out, mtaLog())
+		}
+	}
+}
+
+// writeSpamFile writes spamMessage into dir for swaks --data.
+func writeSpamFile(t *testing.T, dir string) string {
+	t.Helper()
+	f := filepath.Join(dir, "spam.eml")
+	if err := os.WriteFile(f, []byte(spamMessage), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// waitOneQuarantined waits until the quarantine lists exactly one message
+// and returns it.
+func waitOneQuarantined(ctx context.Context, t *testing.T, c *rpc.Client) *lazaret.Metadata {
+	t.Helper()
+	var md *lazaret.Metadata
+	waitFor(t, "the spam in the quarantine", 30*time.Second, func() bool {
+		page, err := c.List(ctx, lazaret.ListQuery{})
+		if err == nil && len(page.Messages) == 1 {
+			md = page.Messages[0]
+			return true
+		}
+		return false
+	})
+	return md
+}
+
+// storedBody reads the body of a quarantined message.
+func storedBody(ctx context.Context, t *testing.T, c *rpc.Client, id lazaret.ID) []byte {
+	t.Helper()
+	_, rc, err := c.Open(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // runCLI runs the lazaret binary and returns its stdout.

@@ -283,6 +283,8 @@ func (m *Main) indexRebuild(ctx context.Context, args []string) error {
 	if err := store.SetOutboxOverflow(); err != nil {
 		return err
 	}
+	// Live messages: the records of deleted ones are written too, so the
+	// bar's total grows if it proves low.
 	var total int64
 	if st, err := store.Stats(); err == nil {
 		total = st.Messages
