@@ -9,8 +9,10 @@ LDFLAGS := -X main.version=$(VERSION)
 
 .PHONY: build run test test-unit test-e2e bench proto proto-check lint deps fuzz clean deb
 
+## build: a static binary (no cgo), as `make deb` packages it and the tests
+## in test/ run it, so the three share their compiled packages.
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lazaret
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lazaret
 
 ## deb: the Debian package (binary, lazaret user, /etc/lazaret/lazaret.toml,
 ## /var/lib/lazaret, systemd units) in $(DEB_OUT), built with dpkg-deb from
