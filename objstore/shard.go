@@ -27,6 +27,11 @@ type ShardSpec struct {
 	// known at the end (then call [ShardWriter.SetBodySize] before Finish,
 	// unless K is 1, where the body is the shard).
 	BodySize int64
+	// Gen names the writer's data and, once committed, the shard itself
+	// (see [Store.DeleteShard]); 0 picks a random one. A node streaming a
+	// shard to a peer chooses it, so that it can take back exactly that
+	// shard even when the peer's answer was lost.
+	Gen uint64
 }
 
 func (sp ShardSpec) check() error {
@@ -204,6 +209,36 @@ func (s *Store) ShardInfos(id lazaret.ID) ([]ShardInfo, error) {
 		infos[i] = h.ShardInfo
 	}
 	return infos, nil
+}
+
+// DeleteShard deletes shard index of id if the committed one is the one
+// written with generation gen (see [ShardSpec.Gen]), and reports whether it
+// did. A shard committed later under the same index by another writer is
+// left alone: undoing one write never removes another's.
+func (s *Store) DeleteShard(id lazaret.ID, index int, gen uint64) (bool, error) {
+	const op = "objstore.deleteshard"
+	if err := checkID(op, id); err != nil {
+		return false, err
+	}
+	leave, err := s.enter()
+	if err != nil {
+		return false, &lazaret.Error{Op: op, ID: id, Err: err}
+	}
+	defer leave()
+	deleted := false
+	err = s.update(func(txn *badger.Txn, d *delta) error {
+		deleted = false
+		h, err := getHeader(txn, id, index)
+		if err != nil || h == nil || h.gen != gen {
+			return err
+		}
+		deleted = true
+		return deleteShardTxn(txn, h, d)
+	})
+	if err != nil {
+		return false, &lazaret.Error{Op: op, ID: id, Err: err}
+	}
+	return deleted, nil
 }
 
 // DeleteShards deletes every committed shard of id (headers and chunks) in

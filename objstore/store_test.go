@@ -328,6 +328,43 @@ func TestReplaceShard(t *testing.T) {
 	}
 }
 
+// TestDeleteShardByGen: DeleteShard removes one shard only while it is
+// the write its generation names; a later write of the same index, and
+// the message's other shards, stay.
+func TestDeleteShardByGen(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	id := testID(1)
+	commit := func(index int, gen uint64, data []byte) {
+		t.Helper()
+		w := writeShard(t, s, id, objstore.ShardSpec{K: 2, M: 1, Index: index, BodySize: 100, Gen: gen}, data, 2)
+		if err := s.CommitShards(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := body(3*testChunk+1, 1), body(testChunk/2, 2)
+	commit(0, 7, first)
+	commit(1, 8, second)
+	commit(0, 9, first) // index 0 written again, by another writer
+	if ok, err := s.DeleteShard(id, 0, 7); ok || err != nil {
+		t.Fatalf("DeleteShard of a replaced write: %v, %v; want false, nil", ok, err)
+	}
+	mustRead(t, s, id, 0, first)
+	if ok, err := s.DeleteShard(id, 0, 9); !ok || err != nil {
+		t.Fatalf("DeleteShard of the stored write: %v, %v; want true, nil", ok, err)
+	}
+	if _, err := readShard(s, id, 0); !errors.Is(err, lazaret.ErrNotFound) {
+		t.Fatalf("shard 0 after DeleteShard: %v; want not found", err)
+	}
+	mustRead(t, s, id, 1, second)
+	if n := s.KeyCount(objstore.NSChunk); n != 1 {
+		t.Fatalf("%d chunks left, want 1 (shard 1)", n)
+	}
+	if st := stats(t, s); st.Shards != 1 || st.ShardBytes != int64(len(second)) {
+		t.Fatalf("Stats = %+v", st)
+	}
+}
+
 // TestErasureShards stores three shards of a 2+1 code, committed apart from
 // the metadata, as a replica node would.
 func TestErasureShards(t *testing.T) {

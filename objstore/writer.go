@@ -68,18 +68,34 @@ func (s *Store) NewShardWriter(id lazaret.ID, spec ShardSpec) (*ShardWriter, err
 	if err := spec.check(); err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
-	var g [8]byte
-	_, _ = rand.Read(g[:]) // never fails (crypto/rand panics instead)
+	gen := spec.Gen
+	if gen == 0 {
+		gen = NewGen()
+	}
 	return &ShardWriter{
 		s:         s,
 		id:        id,
 		spec:      spec,
-		gen:       binary.BigEndian.Uint64(g[:]),
+		gen:       gen,
 		chunkSize: s.cfg.ChunkSize,
 		val:       make([]byte, 4, 4+min(s.cfg.ChunkSize, initialChunkBuf)),
 		sha:       sha256.New(),
 	}, nil
 }
+
+// NewGen returns a random, non-zero writer generation (see [ShardSpec.Gen]).
+func NewGen() uint64 {
+	var g [8]byte
+	for {
+		_, _ = rand.Read(g[:]) // never fails (crypto/rand panics instead)
+		if v := binary.BigEndian.Uint64(g[:]); v != 0 {
+			return v
+		}
+	}
+}
+
+// Gen returns the writer's generation (see [ShardSpec.Gen]).
+func (w *ShardWriter) Gen() uint64 { return w.gen }
 
 // ID returns the message id the writer writes a shard of.
 func (w *ShardWriter) ID() lazaret.ID { return w.id }

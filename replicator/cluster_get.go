@@ -3,6 +3,7 @@ package replicator
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -28,7 +29,7 @@ func (n *Node) openCluster(ctx context.Context, m *lazaret.Metadata) (*lazaret.M
 	if err != nil {
 		return nil, nil, &lazaret.Error{Op: "get", ID: m.ID, Err: err}
 	}
-	r := newStripeReader(ctx, m.ID, pl, m.Size, m.SHA256, enc, n.shardCandidates(m.ID, pl), n.openPlacedShard(m.ID), n.shardFailed(m.ID))
+	r := newStripeReader(ctx, m.ID, pl, m.Size, m.SHA256, enc, n.shardCandidates(m.ID, pl), n.openPlacedShard(m.ID, c, m.Size), n.shardFailed(m.ID))
 	// Open K shards now, so an unreadable message fails here rather than
 	// on the first Read.
 	if err := r.fill(); err != nil {
@@ -36,6 +37,31 @@ func (n *Node) openCluster(ctx context.Context, m *lazaret.Metadata) (*lazaret.M
 		return nil, nil, err
 	}
 	return m, r, nil
+}
+
+// openClusterFresh is openCluster, once more with the peers' record when
+// too few shards of m's placement are readable or good: this node may hold an
+// older placement than the shards (a spread or fill, or a late shard,
+// published since; its push may still be on the way). See meta_peers.go.
+func (n *Node) openClusterFresh(ctx context.Context, m *lazaret.Metadata) (*lazaret.Metadata, io.ReadCloser, error) {
+	got, rc, err := n.openCluster(ctx, m)
+	// A stale placement fails as unavailable shards, or as corrupt ones
+	// (the holder's shard is a newer placement's, with another SHA-256).
+	if err == nil || ctx.Err() != nil || !(errors.Is(err, lazaret.ErrUnavailable) || errors.Is(err, lazaret.ErrCorrupt)) {
+		return got, rc, err
+	}
+	if ferr := n.fetchFromPeers(ctx, "get", m.ID); ferr != nil {
+		return nil, nil, err
+	}
+	cur, lerr := n.live("get", m.ID)
+	if lerr != nil {
+		return nil, nil, lerr
+	}
+	if cur.Placement.Version == m.Placement.Version && cur.Placement.K == m.Placement.K && len(cur.Placement.Shards) == len(m.Placement.Shards) {
+		return nil, nil, err // nothing newer to read by
+	}
+	n.log.Info("get: read again by a newer placement a peer holds", "id", m.ID, "err", err)
+	return n.openCluster(ctx, cur)
 }
 
 // bodyPlacement returns m's placement; the zero Placement (a message stored
@@ -91,9 +117,10 @@ func (n *Node) shardFailed(id lazaret.ID) shardFailure {
 	}
 }
 
-// openPlacedShard returns the opener of id's shards: from the local store
-// when the placement puts the shard here, else over GetShard.
-func (n *Node) openPlacedShard(id lazaret.ID) shardOpener {
+// openPlacedShard returns the opener of id's shards of code c (body size
+// bytes): from the local store when the placement puts the shard here,
+// else over GetShard.
+func (n *Node) openPlacedShard(id lazaret.ID, c Code, size int64) shardOpener {
 	return func(ctx context.Context, loc lazaret.ShardLoc) (io.ReadCloser, error) {
 		if loc.Node == n.cfg.NodeNumber {
 			info, rc, err := n.store.OpenShard(id, loc.Index)
@@ -106,12 +133,16 @@ func (n *Node) openPlacedShard(id lazaret.ID) shardOpener {
 			}
 			return rc, nil
 		}
-		return n.openRemoteShard(ctx, id, loc)
+		return n.openRemoteShard(ctx, id, loc, c, size)
 	}
 }
 
-// openRemoteShard starts a GetShard stream and waits for its header.
-func (n *Node) openRemoteShard(ctx context.Context, id lazaret.ID, loc lazaret.ShardLoc) (io.ReadCloser, error) {
+// openRemoteShard starts a GetShard stream and waits for its header. A
+// shard of another code than c is another placement's (this node's
+// record is older or newer than the holder's): unavailable here, so that
+// the reader tries another shard, or Open a fresher record, rather than
+// reading it to the end to find its checksum wrong.
+func (n *Node) openRemoteShard(ctx context.Context, id lazaret.ID, loc lazaret.ShardLoc, c Code, size int64) (io.ReadCloser, error) {
 	client, err := n.cl.peer(loc.Node)
 	if err != nil {
 		return nil, err
@@ -131,6 +162,10 @@ func (n *Node) openRemoteShard(ctx context.Context, id lazaret.ID, loc lazaret.S
 	if h == nil || h.GetId() != string(id) || int(h.GetIndex()) != loc.Index {
 		cancel()
 		return nil, fmt.Errorf("%w: node %d answered GetShard %s/%d with another header", lazaret.ErrUnavailable, loc.Node, id, loc.Index)
+	}
+	if (Code{int(h.GetK()), int(h.GetM())}) != c || h.GetBodySize() != size {
+		cancel()
+		return nil, fmt.Errorf("%w: node %d holds shard %s/%d of %d+%d (body %d bytes), the placement read is %v (%d bytes)", lazaret.ErrUnavailable, loc.Node, id, loc.Index, h.GetK(), h.GetM(), h.GetBodySize(), c, size)
 	}
 	return &remoteShardReader{stream: stream, cancel: cancel}, nil
 }

@@ -239,7 +239,10 @@ func (n *Node) adoptLate(id lazaret.ID, code Code, chunk int, r *shardRunner) {
 		n.log.Info("put: late shard added to the placement", "id", id, "shard", r.index, "node", r.node)
 	case holds:
 	case r.local:
-		if err := n.store.DeleteShards(id); err != nil {
+		// Only this write: a spread committing its own shard here since
+		// (its placement names it) must keep it.
+		w := r.sink.(*localSink).w
+		if _, err := n.store.DeleteShard(id, r.index, w.Gen()); err != nil {
 			n.log.Warn("put: removing a late local shard failed; retention will", "id", id, "err", err)
 		}
 	default:

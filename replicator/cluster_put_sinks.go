@@ -28,8 +28,9 @@ type shardSink interface {
 	// later, with the metadata (Commit) or on its own (CommitShards).
 	finish(bodySize int64) (lazaret.ShardLoc, error)
 	// abort discards the shard, best effort: a local writer is aborted; a
-	// peer that may have stored the shard is asked to delete the
-	// message's shards (what it misses expires as an orphan).
+	// peer that may have stored the shard is asked to delete exactly this
+	// write of it (what it misses expires as an orphan). Never another
+	// writer's shard: a placement may name that one.
 	abort()
 }
 
@@ -73,6 +74,7 @@ type remoteSink struct {
 	id      lazaret.ID
 	index   int
 	node    int
+	gen     uint64 // names this write on the peer (abort)
 	stream  pb.Peer_PutShardClient
 	sha     hash.Hash
 	size    int64
@@ -90,12 +92,13 @@ func (n *Node) newRemoteSink(ctx context.Context, id lazaret.ID, c Code, index, 
 	if err != nil {
 		return nil, peerError(err)
 	}
-	hdr := &pb.ShardHeader{Id: string(id), Index: int32(index), K: int32(c.K), M: int32(c.M), BodySize: -1, ChunkSize: int32(chunk)}
+	gen := objstore.NewGen()
+	hdr := &pb.ShardHeader{Id: string(id), Index: int32(index), K: int32(c.K), M: int32(c.M), BodySize: -1, ChunkSize: int32(chunk), Generation: gen}
 	if err := stream.Send(&pb.PutShardRequest{Part: &pb.PutShardRequest_Header{Header: hdr}}); err != nil {
 		s := &remoteSink{stream: stream}
 		return nil, s.recvErr(err)
 	}
-	return &remoteSink{n: n, id: id, index: index, node: node, stream: stream, sha: sha256.New()}, nil
+	return &remoteSink{n: n, id: id, index: index, node: node, gen: gen, stream: stream, sha: sha256.New()}, nil
 }
 
 func (s *remoteSink) write(p []byte) error {
@@ -140,9 +143,12 @@ func (s *remoteSink) finish(bodySize int64) (lazaret.ShardLoc, error) {
 	return lazaret.ShardLoc{Index: s.index, Node: s.node, Size: s.size, SHA256: sum}, nil
 }
 
-// abort asks the peer to delete the message's shards if it may have stored
-// this one; a stream that ended before its trailer left nothing there (the
-// peer aborts its writer).
+// abort asks the peer to delete this write of the shard if it may have
+// stored it; a stream that ended before its trailer left nothing there
+// (the peer aborts its writer). Deleting by generation leaves every other
+// shard of the message alone, including one another writer (a spread or
+// fill of the same message) stored under the same index since: deleting
+// all of the message's shards there removed placed shards (issue 10).
 func (s *remoteSink) abort() {
 	if !s.trailer {
 		return
@@ -150,7 +156,7 @@ func (s *remoteSink) abort() {
 	client, err := s.n.cl.peer(s.node)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(s.n.cl.ctx, s.n.cl.cfg.PeerTimeout)
-		_, err = client.DeleteShards(ctx, &pb.DeleteShardsRequest{Id: string(s.id)})
+		_, err = client.DeleteShards(ctx, &pb.DeleteShardsRequest{Id: string(s.id), Index: int32(s.index), Generation: s.gen})
 		cancel()
 		err = peerError(err)
 	}

@@ -187,12 +187,12 @@ func (n *Node) newMetadata(id lazaret.ID, req lazaret.PutRequest, sender string,
 // Open returns a message and a reader of its body.
 func (n *Node) Open(ctx context.Context, id lazaret.ID) (*lazaret.Metadata, io.ReadCloser, error) {
 	const op = "get"
-	m, err := n.live(op, id)
+	m, err := n.liveHere(ctx, op, id) // meta_peers.go
 	if err != nil {
 		return nil, nil, err
 	}
 	if n.cl != nil {
-		return n.openCluster(ctx, m) // cluster_get.go
+		return n.openClusterFresh(ctx, m) // cluster_get.go
 	}
 	info, body, err := n.store.OpenShard(id, 0)
 	if err != nil {
@@ -207,7 +207,7 @@ func (n *Node) Open(ctx context.Context, id lazaret.ID) (*lazaret.Metadata, io.R
 
 // Stat returns a message's metadata.
 func (n *Node) Stat(ctx context.Context, id lazaret.ID) (*lazaret.Metadata, error) {
-	return n.live("stat", id)
+	return n.liveHere(ctx, "stat", id) // meta_peers.go
 }
 
 // live returns the metadata of a message that is neither deleted nor past
@@ -306,6 +306,9 @@ func (n *Node) Release(ctx context.Context, id lazaret.ID, recipients []string, 
 // update applies fn to a live message's metadata under its lock, gives it a
 // new version and stores it durably.
 func (n *Node) update(ctx context.Context, op string, id lazaret.ID, fn func(*lazaret.Metadata) error) (*lazaret.Metadata, error) {
+	if err := n.recordHere(ctx, op, id); err != nil { // meta_peers.go
+		return nil, err
+	}
 	unlock := n.lock(id)
 	defer unlock()
 	m, err := n.live(op, id)

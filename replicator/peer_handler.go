@@ -66,7 +66,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 	if err != nil {
 		return none, &lazaret.Error{Op: op, Err: err}
 	}
-	spec := objstore.ShardSpec{K: int(hdr.GetK()), M: int(hdr.GetM()), Index: int(hdr.GetIndex()), BodySize: hdr.GetBodySize()}
+	spec := objstore.ShardSpec{K: int(hdr.GetK()), M: int(hdr.GetM()), Index: int(hdr.GetIndex()), BodySize: hdr.GetBodySize(), Gen: hdr.GetGeneration()}
 	if spec.BodySize < 0 {
 		spec.BodySize = -1
 	}
@@ -168,11 +168,20 @@ func (h *PeerHandler) getShard(req *pb.GetShardRequest, stream grpc.ServerStream
 	}
 }
 
-// DeleteShards removes every shard of a message this node holds.
+// DeleteShards removes every shard of a message this node holds or, with
+// a generation, takes back one write of one shard: a shard committed
+// since under the same index by another write (which a placement may
+// name) stays.
 func (h *PeerHandler) DeleteShards(ctx context.Context, req *pb.DeleteShardsRequest) (*pb.DeleteShardsResponse, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
 		return nil, peerStatus(&lazaret.Error{Op: "peer.deleteshards", Err: err})
+	}
+	if gen := req.GetGeneration(); gen != 0 {
+		if _, err := h.n.store.DeleteShard(id, int(req.GetIndex()), gen); err != nil {
+			return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		}
+		return &pb.DeleteShardsResponse{}, nil
 	}
 	if err := h.n.store.DeleteShards(id); err != nil {
 		return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
@@ -192,6 +201,31 @@ func (h *PeerHandler) PushMeta(ctx context.Context, req *pb.PushMetaRequest) (*p
 		return nil, peerStatus(err)
 	}
 	return &pb.PushMetaResponse{Applied: int32(applied)}, nil
+}
+
+// GetMeta returns the records this node stores of the requested ids,
+// tombstones included, from its own store only (it never asks further).
+func (h *PeerHandler) GetMeta(ctx context.Context, req *pb.GetMetaRequest) (*pb.GetMetaResponse, error) {
+	const op = "peer.getmeta"
+	if len(req.GetIds()) > pushBatch {
+		return nil, peerStatus(&lazaret.Error{Op: op, Err: fmt.Errorf("%w: %d ids, at most %d", lazaret.ErrInvalidArgument, len(req.GetIds()), pushBatch)})
+	}
+	resp := &pb.GetMetaResponse{}
+	for _, s := range req.GetIds() {
+		id, err := lazaret.ParseID(s)
+		if err != nil {
+			return nil, peerStatus(&lazaret.Error{Op: op, Err: err})
+		}
+		m, err := h.n.store.Meta(id)
+		if errors.Is(err, lazaret.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		}
+		resp.Messages = append(resp.Messages, rpc.MessageToPB(m))
+	}
+	return resp, nil
 }
 
 // NodeStatus reports this node's figures for the cluster status table:

@@ -67,6 +67,12 @@ type repairer struct {
 	later    map[lazaret.ID]time.Time
 	cleanup  map[lazaret.ID]time.Time
 	degraded map[lazaret.ID]bool // placement with unfilled indices, or under-protected
+	// active holds the messages being checked. A message is checked by one
+	// worker at a time: two spreads (or fills) of one message race to
+	// publish a placement, and the loser then takes back shards the
+	// winner's placement may name. A message queued while its check runs
+	// waits in the queue (pop passes over it).
+	active   map[lazaret.ID]bool
 	overflow bool
 	running  int // checks in progress
 
@@ -82,8 +88,8 @@ func newRepairer(n *Node, cfg AntiEntropyConfig) *repairer {
 	return &repairer{
 		n: n, cfg: cfg, bucket: newTokenBucket(cfg.RepairRate, cfg.RepairBurst, n.clock, nil),
 		queued: map[lazaret.ID]bool{}, later: map[lazaret.ID]time.Time{}, cleanup: map[lazaret.ID]time.Time{},
-		degraded: map[lazaret.ID]bool{},
-		wake:     make(chan struct{}, 1), rescan: make(chan struct{}, 1),
+		degraded: map[lazaret.ID]bool{}, active: map[lazaret.ID]bool{},
+		wake: make(chan struct{}, 1), rescan: make(chan struct{}, 1),
 	}
 }
 
@@ -155,10 +161,7 @@ func (r *repairer) enqueue(id lazaret.ID, verify bool) bool {
 	}
 	r.queued[id] = verify
 	r.queue = append(r.queue, id)
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	r.wakeOne()
 	return true
 }
 
@@ -185,25 +188,44 @@ func (r *repairer) rescanNow() {
 	}
 }
 
-// pop takes the next queued id.
+// pop takes the first queued id whose check is not running already.
 func (r *repairer) pop() (lazaret.ID, bool, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.queue) == 0 {
+	i := slices.IndexFunc(r.queue, func(id lazaret.ID) bool { return !r.active[id] })
+	if i < 0 {
 		return "", false, false
 	}
-	id := r.queue[0]
-	r.queue = r.queue[1:]
+	id := r.queue[i]
+	r.queue = slices.Delete(r.queue, i, i+1)
 	verify := r.queued[id]
 	delete(r.queued, id)
+	r.active[id] = true
 	r.running++
+	if len(r.queue) > 0 {
+		r.wakeOne() // more work: another idle worker may take it
+	}
 	return id, verify, true
 }
 
-func (r *repairer) doneOne() {
+// doneOne ends the check of id; a check of it queued meanwhile may run.
+func (r *repairer) doneOne(id lazaret.ID) {
 	r.mu.Lock()
 	r.running--
+	delete(r.active, id)
+	_, again := r.queued[id]
 	r.mu.Unlock()
+	if again {
+		r.wakeOne()
+	}
+}
+
+// wakeOne wakes an idle worker, if one waits.
+func (r *repairer) wakeOne() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 // queueLen returns the checks waiting or running, and those waiting for
@@ -287,18 +309,12 @@ func (r *repairer) worker(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-r.wake:
-				// Pass the wake-up on: several workers may be idle.
-				select {
-				case r.wake <- struct{}{}:
-				default:
-				}
-				time.Sleep(time.Millisecond)
 			case <-time.After(500 * time.Millisecond):
 			}
 			continue
 		}
 		err := r.check(ctx, id, verify)
-		r.doneOne()
+		r.doneOne(id)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -647,7 +663,7 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 		}
 		cands = append(cands, c)
 	}
-	rd := newStripeReader(ctx, id, src, m.Size, m.SHA256, srcEnc, cands, n.openPlacedShard(id), n.shardFailed(id))
+	rd := newStripeReader(ctx, id, src, m.Size, m.SHA256, srcEnc, cands, n.openPlacedShard(id, Code{src.K, src.M}, m.Size), n.shardFailed(id))
 	defer rd.Close()
 	if chunk <= 0 {
 		chunk = int(min(max(m.Size, 1), 1<<20))
@@ -682,6 +698,27 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 		return 0, &lazaret.Error{Op: "repair", ID: id, Err: fmt.Errorf("%w: rebuilt %d bytes, metadata says %d", lazaret.ErrCorrupt, size, m.Size)}
 	}
 	return size, nil
+}
+
+// abortUnplaced aborts the targets' shards, except remote ones the
+// message's current placement names: should another spread or fill have
+// published the same shard (same node, index, size and SHA-256), taking it
+// back would leave that placement naming a shard its holder lost. (A local
+// writer not committed is always aborted: that removes only its own data.)
+func (r *repairer) abortUnplaced(id lazaret.ID, ts []*repairTarget) {
+	var placed []lazaret.ShardLoc
+	if cur, err := r.n.store.Meta(id); err == nil && cur.State != lazaret.StateDeleted {
+		placed = bodyPlacement(cur).Shards
+	}
+	for _, t := range ts {
+		if t.sink == nil {
+			continue
+		}
+		if _, local := t.sink.(*localSink); !local && t.err == nil && slices.Contains(placed, t.loc) {
+			continue
+		}
+		t.sink.abort()
+	}
 }
 
 // fill rebuilds every unplaced index of m that targets names (this node
@@ -730,11 +767,7 @@ func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Pla
 	committed := false
 	defer func() {
 		if !committed {
-			for _, t := range ts {
-				if t.sink != nil {
-					t.sink.abort()
-				}
-			}
+			r.abortUnplaced(m.ID, ts)
 		}
 	}()
 	var failed []error
@@ -890,11 +923,7 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	committed := false
 	defer func() {
 		if !committed {
-			for _, t := range ts {
-				if t.sink != nil {
-					t.sink.abort()
-				}
-			}
+			r.abortUnplaced(m.ID, ts)
 		}
 	}()
 	size, err := r.transcode(ctx, m, bodyPlacement(m), -1, code, chunk, ts)

@@ -150,12 +150,48 @@ func (c *noProxyConn) check() {
 
 // idleConn sets a fresh deadline before every read and write, so a client
 // may be slow but never silent for longer than the timeout, DATA included.
+// It also tells a draining Shutdown when a DATA transaction's reply has
+// gone out (see owe).
 type idleConn struct {
 	net.Conn
 	read, write time.Duration
+
+	mu      sync.Mutex
+	replied func() // set by owe; called once the reply is out
+}
+
+// owe registers done to run once the reply to the current command has been
+// written: go-smtp writes the reply of DATA and only then reads again (or
+// closes), so the next Read or Close is that moment. Shutdown counts a
+// transaction until then, so it never closes a connection before its
+// client has the real reply (issue 10: a stored message answered with EOF
+// is sent again and quarantined twice).
+func (c *idleConn) owe(done func()) {
+	c.settle() // an earlier one, should there be any
+	c.mu.Lock()
+	c.replied = done
+	c.mu.Unlock()
+}
+
+// settle runs the registered reply callback, if any.
+func (c *idleConn) settle() {
+	c.mu.Lock()
+	done := c.replied
+	c.replied = nil
+	c.mu.Unlock()
+	if done != nil {
+		done()
+	}
+}
+
+func (c *idleConn) Close() error {
+	err := c.Conn.Close()
+	c.settle()
+	return err
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
+	c.settle()
 	if c.read > 0 {
 		if err := c.Conn.SetReadDeadline(time.Now().Add(c.read)); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 			return 0, err

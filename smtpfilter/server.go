@@ -113,9 +113,11 @@ func (s *Server) serveConn(c net.Conn) error {
 	return err
 }
 
-// Shutdown stops accepting connections, waits for messages being received
-// to be stored (or ctx to end, which aborts them: nothing partial is kept
-// and their senders retry), then closes the remaining idle connections.
+// Shutdown drains: it stops accepting connections, answers 421 to new
+// transactions (MAIL, RCPT, DATA), waits until every message whose DATA
+// had begun is stored and its reply written (or ctx ends, which aborts
+// them: nothing partial is kept and their senders retry), then closes the
+// remaining connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.closing {
@@ -166,8 +168,9 @@ func (s *Server) endData() {
 type session struct {
 	s      *Server
 	conn   *smtp.Conn
+	raw    *idleConn     // the accepted connection (below TLS); nil in serveConn
+	xf     *xforwardConn // above raw on connections from trusted relays
 	peer   netip.Addr    // after PROXY
-	xf     *xforwardConn // set on connections from trusted relays
 	authed bool
 	from   string
 	rcpts  []string
@@ -175,8 +178,12 @@ type session struct {
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	peer, _ := addrOf(c.Conn().RemoteAddr())
+	raw, _ := c.Conn().(*idleConn)
 	xf, _ := c.Conn().(*xforwardConn)
-	return &session{s: s, conn: c, peer: peer, xf: xf}, nil
+	if xf != nil {
+		raw, _ = xf.Conn.(*idleConn)
+	}
+	return &session{s: s, conn: c, peer: peer, raw: raw, xf: xf}, nil
 }
 
 var (
@@ -215,7 +222,20 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	}), nil
 }
 
+// errShuttingDown answers what a draining server no longer takes.
+var errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
+
+// draining reports whether Shutdown has begun.
+func (s *Server) draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.s.draining() {
+		return errShuttingDown
+	}
 	if len(ss.s.users) > 0 && !ss.authed {
 		return smtp.ErrAuthRequired
 	}
@@ -227,6 +247,9 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if ss.s.draining() {
+		return errShuttingDown
+	}
 	if to == "" {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address: empty"}
 	}
@@ -253,12 +276,18 @@ func envelopeAddr(a string) error {
 
 // Data stores the message and returns the reply: 250 with the quarantine id
 // once Put has returned (the message is durable), 451 when the store cannot
-// take it now, 552 when it is too large, 554 when it is refused.
+// take it now, 552 when it is too large, 554 when it is refused. The
+// transaction counts as running (Shutdown waits for it) until its reply
+// has been written.
 func (ss *session) Data(r io.Reader) error {
 	if !ss.s.beginData() {
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Shutting down, try again later"}
+		return errShuttingDown
 	}
-	defer ss.s.endData()
+	if ss.raw != nil {
+		defer ss.raw.owe(ss.s.endData)
+	} else {
+		defer ss.s.endData()
+	}
 	var xf xforwardAttrs
 	if ss.xf != nil {
 		xf = ss.xf.Attrs()

@@ -481,11 +481,15 @@ func TestShutdownWaitsForData(t *testing.T) {
 	}
 	go s.Serve(l)
 	rc := dialRaw(t, l.Addr().String())
+	other := dialRaw(t, l.Addr().String()) // open, idle, when the drain begins
+	other.begin("y.example")
 	rc.begin("x.example")
 	rc.cmd("MAIL FROM:<a@example.org>", "250")
 	rc.cmd("RCPT TO:<b@example.com>", "250")
 	rc.cmd("DATA", "354")
-	rc.send("Subject: x\r\n\r\nx\r\n.\r\n")
+	// The data, and a command pipelined after it: the message still gets
+	// its real reply, the command a 421.
+	rc.send("Subject: x\r\n\r\nx\r\n.\r\nMAIL FROM:<c@example.org>\r\n")
 	<-q.started
 	shut := make(chan error, 1)
 	go func() {
@@ -498,9 +502,14 @@ func TestShutdownWaitsForData(t *testing.T) {
 		t.Fatalf("Shutdown returned (%v) while a message was being stored", err)
 	case <-time.After(200 * time.Millisecond):
 	}
+	// While draining, a new transaction is refused for now.
+	other.cmd("MAIL FROM:<a@example.org>", "421")
 	close(q.block)
 	if got := rc.reply(); !strings.HasPrefix(got, "250") {
 		t.Errorf("in-flight message got %q", got)
+	}
+	if got := rc.reply(); !strings.HasPrefix(got, "421") {
+		t.Errorf("command pipelined after the in-flight message got %q, want 421", got)
 	}
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown: %v", err)

@@ -78,6 +78,11 @@ func (c *xforwardConn) Attrs() xforwardAttrs {
 }
 
 func (c *xforwardConn) Read(p []byte) (int, error) {
+	if ic, ok := c.Conn.(*idleConn); ok {
+		// go-smtp reads again: the reply before is out (see idleConn.owe),
+		// even when the bytes it gets now were read from the client earlier.
+		ic.settle()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for len(c.out) == 0 {

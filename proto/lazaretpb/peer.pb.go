@@ -195,13 +195,16 @@ func (x *JoinResponse) GetPolicy() string {
 }
 
 type ShardHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Index         int32                  `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // shard index in [0, k+m)
-	K             int32                  `protobuf:"varint,3,opt,name=k,proto3" json:"k,omitempty"`
-	M             int32                  `protobuf:"varint,4,opt,name=m,proto3" json:"m,omitempty"`
-	BodySize      int64                  `protobuf:"varint,5,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`    // -1 when unknown until the trailer
-	ChunkSize     int32                  `protobuf:"varint,6,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"` // stripe chunk size used to split the body
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Index     int32                  `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // shard index in [0, k+m)
+	K         int32                  `protobuf:"varint,3,opt,name=k,proto3" json:"k,omitempty"`
+	M         int32                  `protobuf:"varint,4,opt,name=m,proto3" json:"m,omitempty"`
+	BodySize  int64                  `protobuf:"varint,5,opt,name=body_size,json=bodySize,proto3" json:"body_size,omitempty"`    // -1 when unknown until the trailer
+	ChunkSize int32                  `protobuf:"varint,6,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"` // stripe chunk size used to split the body
+	// generation names this write of the shard (random, non-zero; 0: the
+	// receiver picks one). DeleteShards with it undoes exactly this write.
+	Generation    uint64 `protobuf:"fixed64,7,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +277,13 @@ func (x *ShardHeader) GetBodySize() int64 {
 func (x *ShardHeader) GetChunkSize() int32 {
 	if x != nil {
 		return x.ChunkSize
+	}
+	return 0
+}
+
+func (x *ShardHeader) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
 	}
 	return 0
 }
@@ -623,8 +633,13 @@ func (*GetShardResponse_Header) isGetShardResponse_Part() {}
 func (*GetShardResponse_Chunk) isGetShardResponse_Part() {}
 
 type DeleteShardsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// With a non-zero generation, only shard index is deleted, and only if
+	// the stored one is still the one PutShard wrote with that generation
+	// (a sender taking back its own write); otherwise every shard of id.
+	Index         int32  `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Generation    uint64 `protobuf:"fixed64,3,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -664,6 +679,20 @@ func (x *DeleteShardsRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *DeleteShardsRequest) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *DeleteShardsRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 type DeleteShardsResponse struct {
@@ -746,6 +775,94 @@ func (x *PushMetaRequest) GetMessages() []*Message {
 	return nil
 }
 
+type GetMetaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMetaRequest) Reset() {
+	*x = GetMetaRequest{}
+	mi := &file_peer_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMetaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMetaRequest) ProtoMessage() {}
+
+func (x *GetMetaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMetaRequest.ProtoReflect.Descriptor instead.
+func (*GetMetaRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetMetaRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type GetMetaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Messages      []*Message             `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMetaResponse) Reset() {
+	*x = GetMetaResponse{}
+	mi := &file_peer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMetaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMetaResponse) ProtoMessage() {}
+
+func (x *GetMetaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMetaResponse.ProtoReflect.Descriptor instead.
+func (*GetMetaResponse) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetMetaResponse) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
 type PushMetaResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Applied       int32                  `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"` // how many were newer than what the receiver had
@@ -755,7 +872,7 @@ type PushMetaResponse struct {
 
 func (x *PushMetaResponse) Reset() {
 	*x = PushMetaResponse{}
-	mi := &file_peer_proto_msgTypes[11]
+	mi := &file_peer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +884,7 @@ func (x *PushMetaResponse) String() string {
 func (*PushMetaResponse) ProtoMessage() {}
 
 func (x *PushMetaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[11]
+	mi := &file_peer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +897,7 @@ func (x *PushMetaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushMetaResponse.ProtoReflect.Descriptor instead.
 func (*PushMetaResponse) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{11}
+	return file_peer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PushMetaResponse) GetApplied() int32 {
@@ -798,7 +915,7 @@ type NodeStatusRequest struct {
 
 func (x *NodeStatusRequest) Reset() {
 	*x = NodeStatusRequest{}
-	mi := &file_peer_proto_msgTypes[12]
+	mi := &file_peer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +927,7 @@ func (x *NodeStatusRequest) String() string {
 func (*NodeStatusRequest) ProtoMessage() {}
 
 func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[12]
+	mi := &file_peer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +940,7 @@ func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
 func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{12}
+	return file_peer_proto_rawDescGZIP(), []int{14}
 }
 
 type NodeStatusResponse struct {
@@ -848,7 +965,7 @@ type NodeStatusResponse struct {
 
 func (x *NodeStatusResponse) Reset() {
 	*x = NodeStatusResponse{}
-	mi := &file_peer_proto_msgTypes[13]
+	mi := &file_peer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +977,7 @@ func (x *NodeStatusResponse) String() string {
 func (*NodeStatusResponse) ProtoMessage() {}
 
 func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[13]
+	mi := &file_peer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +990,7 @@ func (x *NodeStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatusResponse.ProtoReflect.Descriptor instead.
 func (*NodeStatusResponse) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{13}
+	return file_peer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodeStatusResponse) GetNode() int32 {
@@ -982,7 +1099,7 @@ type PeerSync struct {
 
 func (x *PeerSync) Reset() {
 	*x = PeerSync{}
-	mi := &file_peer_proto_msgTypes[14]
+	mi := &file_peer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1111,7 @@ func (x *PeerSync) String() string {
 func (*PeerSync) ProtoMessage() {}
 
 func (x *PeerSync) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[14]
+	mi := &file_peer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1124,7 @@ func (x *PeerSync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerSync.ProtoReflect.Descriptor instead.
 func (*PeerSync) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{14}
+	return file_peer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PeerSync) GetNode() int32 {
@@ -1064,7 +1181,7 @@ type RemovedNode struct {
 
 func (x *RemovedNode) Reset() {
 	*x = RemovedNode{}
-	mi := &file_peer_proto_msgTypes[15]
+	mi := &file_peer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1193,7 @@ func (x *RemovedNode) String() string {
 func (*RemovedNode) ProtoMessage() {}
 
 func (x *RemovedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[15]
+	mi := &file_peer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1206,7 @@ func (x *RemovedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovedNode.ProtoReflect.Descriptor instead.
 func (*RemovedNode) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{15}
+	return file_peer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemovedNode) GetNumber() int32 {
@@ -1127,7 +1244,7 @@ type ReconcileFrame struct {
 
 func (x *ReconcileFrame) Reset() {
 	*x = ReconcileFrame{}
-	mi := &file_peer_proto_msgTypes[16]
+	mi := &file_peer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1256,7 @@ func (x *ReconcileFrame) String() string {
 func (*ReconcileFrame) ProtoMessage() {}
 
 func (x *ReconcileFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[16]
+	mi := &file_peer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1269,7 @@ func (x *ReconcileFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileFrame.ProtoReflect.Descriptor instead.
 func (*ReconcileFrame) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{16}
+	return file_peer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReconcileFrame) GetNode() int32 {
@@ -1199,7 +1316,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_peer_proto_msgTypes[17]
+	mi := &file_peer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1328,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[17]
+	mi := &file_peer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1341,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{17}
+	return file_peer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RemoveNodeRequest) GetNumber() int32 {
@@ -1243,7 +1360,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_peer_proto_msgTypes[18]
+	mi := &file_peer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1372,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[18]
+	mi := &file_peer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1385,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{18}
+	return file_peer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RemoveNodeResponse) GetRemoved() []*RemovedNode {
@@ -1301,7 +1418,7 @@ const file_peer_proto_rawDesc = "" +
 	"gossip_key\x18\x05 \x01(\fR\tgossipKey\x12!\n" +
 	"\fgossip_peers\x18\x06 \x03(\tR\vgossipPeers\x12\x14\n" +
 	"\x05token\x18\a \x01(\tR\x05token\x12\x16\n" +
-	"\x06policy\x18\b \x01(\tR\x06policy\"\x8b\x01\n" +
+	"\x06policy\x18\b \x01(\tR\x06policy\"\xab\x01\n" +
 	"\vShardHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12\f\n" +
@@ -1309,7 +1426,10 @@ const file_peer_proto_rawDesc = "" +
 	"\x01m\x18\x04 \x01(\x05R\x01m\x12\x1b\n" +
 	"\tbody_size\x18\x05 \x01(\x03R\bbodySize\x12\x1d\n" +
 	"\n" +
-	"chunk_size\x18\x06 \x01(\x05R\tchunkSize\"W\n" +
+	"chunk_size\x18\x06 \x01(\x05R\tchunkSize\x12\x1e\n" +
+	"\n" +
+	"generation\x18\a \x01(\x06R\n" +
+	"generation\"W\n" +
 	"\fShardTrailer\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x1b\n" +
 	"\tbody_size\x18\x02 \x01(\x03R\bbodySize\x12\x16\n" +
@@ -1328,11 +1448,19 @@ const file_peer_proto_rawDesc = "" +
 	"\x10GetShardResponse\x121\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.lazaret.v1.ShardHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
-	"\x04part\"%\n" +
+	"\x04part\"[\n" +
 	"\x13DeleteShardsRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x05R\x05index\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x06R\n" +
+	"generation\"\x16\n" +
 	"\x14DeleteShardsResponse\"B\n" +
 	"\x0fPushMetaRequest\x12/\n" +
+	"\bmessages\x18\x01 \x03(\v2\x13.lazaret.v1.MessageR\bmessages\"\"\n" +
+	"\x0eGetMetaRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"B\n" +
+	"\x0fGetMetaResponse\x12/\n" +
 	"\bmessages\x18\x01 \x03(\v2\x13.lazaret.v1.MessageR\bmessages\",\n" +
 	"\x10PushMetaResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x05R\aapplied\"\x13\n" +
@@ -1374,7 +1502,7 @@ const file_peer_proto_rawDesc = "" +
 	"\x11RemoveNodeRequest\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\"G\n" +
 	"\x12RemoveNodeResponse\x121\n" +
-	"\aremoved\x18\x01 \x03(\v2\x17.lazaret.v1.RemovedNodeR\aremoved2\xd0\x04\n" +
+	"\aremoved\x18\x01 \x03(\v2\x17.lazaret.v1.RemovedNodeR\aremoved2\x94\x05\n" +
 	"\x04Peer\x129\n" +
 	"\x04Join\x12\x17.lazaret.v1.JoinRequest\x1a\x18.lazaret.v1.JoinResponse\x12G\n" +
 	"\bPutShard\x12\x1b.lazaret.v1.PutShardRequest\x1a\x1c.lazaret.v1.PutShardResponse(\x01\x12G\n" +
@@ -1382,7 +1510,8 @@ const file_peer_proto_rawDesc = "" +
 	"\fDeleteShards\x12\x1f.lazaret.v1.DeleteShardsRequest\x1a .lazaret.v1.DeleteShardsResponse\x12E\n" +
 	"\bPushMeta\x12\x1b.lazaret.v1.PushMetaRequest\x1a\x1c.lazaret.v1.PushMetaResponse\x12K\n" +
 	"\n" +
-	"NodeStatus\x12\x1d.lazaret.v1.NodeStatusRequest\x1a\x1e.lazaret.v1.NodeStatusResponse\x12G\n" +
+	"NodeStatus\x12\x1d.lazaret.v1.NodeStatusRequest\x1a\x1e.lazaret.v1.NodeStatusResponse\x12B\n" +
+	"\aGetMeta\x12\x1a.lazaret.v1.GetMetaRequest\x1a\x1b.lazaret.v1.GetMetaResponse\x12G\n" +
 	"\tReconcile\x12\x1a.lazaret.v1.ReconcileFrame\x1a\x1a.lazaret.v1.ReconcileFrame(\x010\x01\x12K\n" +
 	"\n" +
 	"RemoveNode\x12\x1d.lazaret.v1.RemoveNodeRequest\x1a\x1e.lazaret.v1.RemoveNodeResponseB,Z*github.com/lazaret/lazaret/proto/lazaretpbb\x06proto3"
@@ -1399,7 +1528,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_peer_proto_goTypes = []any{
 	(*JoinRequest)(nil),           // 0: lazaret.v1.JoinRequest
 	(*JoinResponse)(nil),          // 1: lazaret.v1.JoinResponse
@@ -1412,51 +1541,56 @@ var file_peer_proto_goTypes = []any{
 	(*DeleteShardsRequest)(nil),   // 8: lazaret.v1.DeleteShardsRequest
 	(*DeleteShardsResponse)(nil),  // 9: lazaret.v1.DeleteShardsResponse
 	(*PushMetaRequest)(nil),       // 10: lazaret.v1.PushMetaRequest
-	(*PushMetaResponse)(nil),      // 11: lazaret.v1.PushMetaResponse
-	(*NodeStatusRequest)(nil),     // 12: lazaret.v1.NodeStatusRequest
-	(*NodeStatusResponse)(nil),    // 13: lazaret.v1.NodeStatusResponse
-	(*PeerSync)(nil),              // 14: lazaret.v1.PeerSync
-	(*RemovedNode)(nil),           // 15: lazaret.v1.RemovedNode
-	(*ReconcileFrame)(nil),        // 16: lazaret.v1.ReconcileFrame
-	(*RemoveNodeRequest)(nil),     // 17: lazaret.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),    // 18: lazaret.v1.RemoveNodeResponse
-	(*Message)(nil),               // 19: lazaret.v1.Message
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*GetMetaRequest)(nil),        // 11: lazaret.v1.GetMetaRequest
+	(*GetMetaResponse)(nil),       // 12: lazaret.v1.GetMetaResponse
+	(*PushMetaResponse)(nil),      // 13: lazaret.v1.PushMetaResponse
+	(*NodeStatusRequest)(nil),     // 14: lazaret.v1.NodeStatusRequest
+	(*NodeStatusResponse)(nil),    // 15: lazaret.v1.NodeStatusResponse
+	(*PeerSync)(nil),              // 16: lazaret.v1.PeerSync
+	(*RemovedNode)(nil),           // 17: lazaret.v1.RemovedNode
+	(*ReconcileFrame)(nil),        // 18: lazaret.v1.ReconcileFrame
+	(*RemoveNodeRequest)(nil),     // 19: lazaret.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),    // 20: lazaret.v1.RemoveNodeResponse
+	(*Message)(nil),               // 21: lazaret.v1.Message
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_peer_proto_depIdxs = []int32{
 	2,  // 0: lazaret.v1.PutShardRequest.header:type_name -> lazaret.v1.ShardHeader
 	3,  // 1: lazaret.v1.PutShardRequest.trailer:type_name -> lazaret.v1.ShardTrailer
 	2,  // 2: lazaret.v1.GetShardResponse.header:type_name -> lazaret.v1.ShardHeader
-	19, // 3: lazaret.v1.PushMetaRequest.messages:type_name -> lazaret.v1.Message
-	20, // 4: lazaret.v1.NodeStatusResponse.oldest_under_protected:type_name -> google.protobuf.Timestamp
-	14, // 5: lazaret.v1.NodeStatusResponse.peers:type_name -> lazaret.v1.PeerSync
-	20, // 6: lazaret.v1.PeerSync.last_success:type_name -> google.protobuf.Timestamp
-	20, // 7: lazaret.v1.PeerSync.last_attempt:type_name -> google.protobuf.Timestamp
-	20, // 8: lazaret.v1.RemovedNode.removed:type_name -> google.protobuf.Timestamp
-	19, // 9: lazaret.v1.ReconcileFrame.records:type_name -> lazaret.v1.Message
-	15, // 10: lazaret.v1.ReconcileFrame.removed:type_name -> lazaret.v1.RemovedNode
-	15, // 11: lazaret.v1.RemoveNodeResponse.removed:type_name -> lazaret.v1.RemovedNode
-	0,  // 12: lazaret.v1.Peer.Join:input_type -> lazaret.v1.JoinRequest
-	4,  // 13: lazaret.v1.Peer.PutShard:input_type -> lazaret.v1.PutShardRequest
-	6,  // 14: lazaret.v1.Peer.GetShard:input_type -> lazaret.v1.GetShardRequest
-	8,  // 15: lazaret.v1.Peer.DeleteShards:input_type -> lazaret.v1.DeleteShardsRequest
-	10, // 16: lazaret.v1.Peer.PushMeta:input_type -> lazaret.v1.PushMetaRequest
-	12, // 17: lazaret.v1.Peer.NodeStatus:input_type -> lazaret.v1.NodeStatusRequest
-	16, // 18: lazaret.v1.Peer.Reconcile:input_type -> lazaret.v1.ReconcileFrame
-	17, // 19: lazaret.v1.Peer.RemoveNode:input_type -> lazaret.v1.RemoveNodeRequest
-	1,  // 20: lazaret.v1.Peer.Join:output_type -> lazaret.v1.JoinResponse
-	5,  // 21: lazaret.v1.Peer.PutShard:output_type -> lazaret.v1.PutShardResponse
-	7,  // 22: lazaret.v1.Peer.GetShard:output_type -> lazaret.v1.GetShardResponse
-	9,  // 23: lazaret.v1.Peer.DeleteShards:output_type -> lazaret.v1.DeleteShardsResponse
-	11, // 24: lazaret.v1.Peer.PushMeta:output_type -> lazaret.v1.PushMetaResponse
-	13, // 25: lazaret.v1.Peer.NodeStatus:output_type -> lazaret.v1.NodeStatusResponse
-	16, // 26: lazaret.v1.Peer.Reconcile:output_type -> lazaret.v1.ReconcileFrame
-	18, // 27: lazaret.v1.Peer.RemoveNode:output_type -> lazaret.v1.RemoveNodeResponse
-	20, // [20:28] is the sub-list for method output_type
-	12, // [12:20] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	21, // 3: lazaret.v1.PushMetaRequest.messages:type_name -> lazaret.v1.Message
+	21, // 4: lazaret.v1.GetMetaResponse.messages:type_name -> lazaret.v1.Message
+	22, // 5: lazaret.v1.NodeStatusResponse.oldest_under_protected:type_name -> google.protobuf.Timestamp
+	16, // 6: lazaret.v1.NodeStatusResponse.peers:type_name -> lazaret.v1.PeerSync
+	22, // 7: lazaret.v1.PeerSync.last_success:type_name -> google.protobuf.Timestamp
+	22, // 8: lazaret.v1.PeerSync.last_attempt:type_name -> google.protobuf.Timestamp
+	22, // 9: lazaret.v1.RemovedNode.removed:type_name -> google.protobuf.Timestamp
+	21, // 10: lazaret.v1.ReconcileFrame.records:type_name -> lazaret.v1.Message
+	17, // 11: lazaret.v1.ReconcileFrame.removed:type_name -> lazaret.v1.RemovedNode
+	17, // 12: lazaret.v1.RemoveNodeResponse.removed:type_name -> lazaret.v1.RemovedNode
+	0,  // 13: lazaret.v1.Peer.Join:input_type -> lazaret.v1.JoinRequest
+	4,  // 14: lazaret.v1.Peer.PutShard:input_type -> lazaret.v1.PutShardRequest
+	6,  // 15: lazaret.v1.Peer.GetShard:input_type -> lazaret.v1.GetShardRequest
+	8,  // 16: lazaret.v1.Peer.DeleteShards:input_type -> lazaret.v1.DeleteShardsRequest
+	10, // 17: lazaret.v1.Peer.PushMeta:input_type -> lazaret.v1.PushMetaRequest
+	14, // 18: lazaret.v1.Peer.NodeStatus:input_type -> lazaret.v1.NodeStatusRequest
+	11, // 19: lazaret.v1.Peer.GetMeta:input_type -> lazaret.v1.GetMetaRequest
+	18, // 20: lazaret.v1.Peer.Reconcile:input_type -> lazaret.v1.ReconcileFrame
+	19, // 21: lazaret.v1.Peer.RemoveNode:input_type -> lazaret.v1.RemoveNodeRequest
+	1,  // 22: lazaret.v1.Peer.Join:output_type -> lazaret.v1.JoinResponse
+	5,  // 23: lazaret.v1.Peer.PutShard:output_type -> lazaret.v1.PutShardResponse
+	7,  // 24: lazaret.v1.Peer.GetShard:output_type -> lazaret.v1.GetShardResponse
+	9,  // 25: lazaret.v1.Peer.DeleteShards:output_type -> lazaret.v1.DeleteShardsResponse
+	13, // 26: lazaret.v1.Peer.PushMeta:output_type -> lazaret.v1.PushMetaResponse
+	15, // 27: lazaret.v1.Peer.NodeStatus:output_type -> lazaret.v1.NodeStatusResponse
+	12, // 28: lazaret.v1.Peer.GetMeta:output_type -> lazaret.v1.GetMetaResponse
+	18, // 29: lazaret.v1.Peer.Reconcile:output_type -> lazaret.v1.ReconcileFrame
+	20, // 30: lazaret.v1.Peer.RemoveNode:output_type -> lazaret.v1.RemoveNodeResponse
+	22, // [22:31] is the sub-list for method output_type
+	13, // [13:22] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_peer_proto_init() }
@@ -1480,7 +1614,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	Peer_DeleteShards_FullMethodName = "/lazaret.v1.Peer/DeleteShards"
 	Peer_PushMeta_FullMethodName     = "/lazaret.v1.Peer/PushMeta"
 	Peer_NodeStatus_FullMethodName   = "/lazaret.v1.Peer/NodeStatus"
+	Peer_GetMeta_FullMethodName      = "/lazaret.v1.Peer/GetMeta"
 	Peer_Reconcile_FullMethodName    = "/lazaret.v1.Peer/Reconcile"
 	Peer_RemoveNode_FullMethodName   = "/lazaret.v1.Peer/RemoveNode"
 )
@@ -47,12 +48,17 @@ type PeerClient interface {
 	// GetShard streams one shard: a ShardHeader, then data chunks. The reader
 	// checks the shard's SHA-256 against the message's placement.
 	GetShard(ctx context.Context, in *GetShardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetShardResponse], error)
-	// DeleteShards removes every shard this node holds of a message.
+	// DeleteShards removes every shard this node holds of a message, or one
+	// write of one shard (see DeleteShardsRequest).
 	DeleteShards(ctx context.Context, in *DeleteShardsRequest, opts ...grpc.CallOption) (*DeleteShardsResponse, error)
 	// PushMeta delivers metadata changes; the receiver merges them by version.
 	PushMeta(ctx context.Context, in *PushMetaRequest, opts ...grpc.CallOption) (*PushMetaResponse, error)
 	// NodeStatus reports this node's own figures for the cluster status table.
 	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusResponse, error)
+	// GetMeta returns the records this node stores of the given messages
+	// (tombstones included; an id it has no record of is left out). A node
+	// lacking a record a client asks for asks its peers before answering.
+	GetMeta(ctx context.Context, in *GetMetaRequest, opts ...grpc.CallOption) (*GetMetaResponse, error)
 	// Reconcile runs one anti-entropy session (docs/antientropy.md). The
 	// caller's first frame carries its node number, its retired-node set and
 	// the first reconcile message; the two sides then alternate reconcile
@@ -148,6 +154,16 @@ func (c *peerClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, opts
 	return out, nil
 }
 
+func (c *peerClient) GetMeta(ctx context.Context, in *GetMetaRequest, opts ...grpc.CallOption) (*GetMetaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMetaResponse)
+	err := c.cc.Invoke(ctx, Peer_GetMeta_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *peerClient) Reconcile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReconcileFrame, ReconcileFrame], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[2], Peer_Reconcile_FullMethodName, cOpts...)
@@ -185,12 +201,17 @@ type PeerServer interface {
 	// GetShard streams one shard: a ShardHeader, then data chunks. The reader
 	// checks the shard's SHA-256 against the message's placement.
 	GetShard(*GetShardRequest, grpc.ServerStreamingServer[GetShardResponse]) error
-	// DeleteShards removes every shard this node holds of a message.
+	// DeleteShards removes every shard this node holds of a message, or one
+	// write of one shard (see DeleteShardsRequest).
 	DeleteShards(context.Context, *DeleteShardsRequest) (*DeleteShardsResponse, error)
 	// PushMeta delivers metadata changes; the receiver merges them by version.
 	PushMeta(context.Context, *PushMetaRequest) (*PushMetaResponse, error)
 	// NodeStatus reports this node's own figures for the cluster status table.
 	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error)
+	// GetMeta returns the records this node stores of the given messages
+	// (tombstones included; an id it has no record of is left out). A node
+	// lacking a record a client asks for asks its peers before answering.
+	GetMeta(context.Context, *GetMetaRequest) (*GetMetaResponse, error)
 	// Reconcile runs one anti-entropy session (docs/antientropy.md). The
 	// caller's first frame carries its node number, its retired-node set and
 	// the first reconcile message; the two sides then alternate reconcile
@@ -231,6 +252,9 @@ func (UnimplementedPeerServer) PushMeta(context.Context, *PushMetaRequest) (*Pus
 }
 func (UnimplementedPeerServer) NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NodeStatus not implemented")
+}
+func (UnimplementedPeerServer) GetMeta(context.Context, *GetMetaRequest) (*GetMetaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMeta not implemented")
 }
 func (UnimplementedPeerServer) Reconcile(grpc.BidiStreamingServer[ReconcileFrame, ReconcileFrame]) error {
 	return status.Error(codes.Unimplemented, "method Reconcile not implemented")
@@ -349,6 +373,24 @@ func _Peer_NodeStatus_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_GetMeta_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMetaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).GetMeta(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_GetMeta_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).GetMeta(ctx, req.(*GetMetaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Peer_Reconcile_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(PeerServer).Reconcile(&grpc.GenericServerStream[ReconcileFrame, ReconcileFrame]{ServerStream: stream})
 }
@@ -396,6 +438,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "NodeStatus",
 			Handler:    _Peer_NodeStatus_Handler,
+		},
+		{
+			MethodName: "GetMeta",
+			Handler:    _Peer_GetMeta_Handler,
 		},
 		{
 			MethodName: "RemoveNode",

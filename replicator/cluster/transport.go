@@ -78,6 +78,7 @@ type DataPathServer interface {
 	DeleteShards(context.Context, *lazaretpb.DeleteShardsRequest) (*lazaretpb.DeleteShardsResponse, error)
 	PushMeta(context.Context, *lazaretpb.PushMetaRequest) (*lazaretpb.PushMetaResponse, error)
 	NodeStatus(context.Context, *lazaretpb.NodeStatusRequest) (*lazaretpb.NodeStatusResponse, error)
+	GetMeta(context.Context, *lazaretpb.GetMetaRequest) (*lazaretpb.GetMetaResponse, error)
 	// Anti-entropy (replicator/antientropy.go).
 	Reconcile(grpc.BidiStreamingServer[lazaretpb.ReconcileFrame, lazaretpb.ReconcileFrame]) error
 	RemoveNode(context.Context, *lazaretpb.RemoveNodeRequest) (*lazaretpb.RemoveNodeResponse, error)
