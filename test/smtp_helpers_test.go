@@ -359,6 +359,26 @@ func storedBody(ctx context.Context, t *testing.T, c *rpc.Client, id lazaret.ID)
 	return b
 }
 
+// checkReleased waits for the destination to hold exactly the clean
+// message and one release of stored, to victim@example.com from
+// spam@example.org, byte for byte beyond trace headers.
+func checkReleased(t *testing.T, sink *smtpSink, stored []byte) {
+	t.Helper()
+	waitFor(t, "the released message at the destination", 30*time.Second, func() bool { return len(sink.messages()) >= 2 })
+	time.Sleep(time.Second) // a duplicate, or a loop back through the quarantine, would show by now
+	got := sink.messages()
+	if len(got) != 2 {
+		t.Fatalf("destination got %d messages, want 2 (clean + one release)", len(got))
+	}
+	rel := got[1]
+	if rel.from != "spam@example.org" || strings.Join(rel.to, ",") != "victim@example.com" {
+		t.Errorf("released envelope %q → %v", rel.from, rel.to)
+	}
+	if !bytes.Equal(stripTrace(rel.body), stripTrace(stored)) {
+		t.Errorf("released body differs beyond trace headers:\nstored   %q\nreceived %q", stored, rel.body)
+	}
+}
+
 // runCLI runs the lazaret binary and returns its stdout.
 func runCLI(t *testing.T, socket string, args ...string) string {
 	t.Helper()
