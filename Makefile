@@ -24,8 +24,10 @@ deb:
 
 ## run: a 3-node cluster on 127.0.0.1-3, one process per node, in $(RUNDIR)
 ## (no config file, no PostgreSQL, no root needed). Ctrl-C stops it; run again to restart it.
+## FIRST_IP=127.0.1.1 moves it to 127.0.1.1-3 (ports 1027, 7946 and 9127 stay).
+FIRST_IP ?= 127.0.0.1
 run: build
-	$(BIN) dev --nodes 3 --dir $(RUNDIR)
+	$(BIN) dev --nodes 3 --dir $(RUNDIR) --first-ip $(FIRST_IP)
 
 ## deps: install the Debian packages the tests use (idempotent; needs root).
 deps:
@@ -48,9 +50,13 @@ proto-check: deps
 	  diff -r $$tmp/proto/lazaretpb proto/lazaretpb >/dev/null; rc=$$?; rm -rf $$tmp; \
 	  [ $$rc -eq 0 ] || { echo "generated code in proto/lazaretpb is stale: run 'make proto' and commit" >&2; exit 1; }
 
+## lint: gofmt, go.mod tidy, go vet and staticcheck (pinned as a tool in go.mod, installed into bin/).
 lint:
 	gofmt -l $$(git ls-files '*.go') | (! grep .) || { echo "gofmt needed" >&2; exit 1; }
+	$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum not tidy: run 'go mod tidy' and commit" >&2; exit 1; }
 	$(GO) vet ./...
+	GOBIN=$(CURDIR)/bin $(GO) install tool
+	bin/staticcheck ./...
 
 test: deps proto-check lint build
 	$(GO) test -race -count=1 -timeout 13m ./...
@@ -63,6 +69,24 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzVerdictHeaders -fuzztime=5s ./smtpfilter
 	$(GO) test -run=NONE -fuzz=FuzzSMTPSession -fuzztime=5s ./smtpfilter
 	$(GO) test -run=NONE -fuzz=FuzzReconcileMessage -fuzztime=5s ./replicator/reconcile
+	$(GO) test -run=NONE -fuzz=FuzzProxyHeader -fuzztime=5s ./smtpfilter
+	$(GO) test -run=NONE -fuzz=FuzzPeerRequests -fuzztime=5s ./replicator
+	$(GO) test -run=NONE -fuzz=FuzzParseConfig -fuzztime=5s ./cmd/lazaret
+
+## soak: the full fault soak (README "Fault soak"): 5 nodes in network
+## namespaces, SOAK_DURATION of faults with SOAK_KILLS kill -9; needs root.
+## `make test` runs a short one (TestFaultSoak with its defaults).
+.PHONY: soak
+SOAK_DURATION ?= 15m
+SOAK_KILLS    ?= 120
+soak: build
+	LAZARET_SOAK_DURATION=$(SOAK_DURATION) LAZARET_SOAK_KILLS=$(SOAK_KILLS) \
+	LAZARET_SOAK_HOLD=$${LAZARET_SOAK_HOLD:-15s} LAZARET_SOAK_SETTLE=$${LAZARET_SOAK_SETTLE:-10m} \
+	LAZARET_SOAK_RATE=$${LAZARET_SOAK_RATE:-5} LAZARET_SOAK_DISK=$${LAZARET_SOAK_DISK:-2147483648} \
+	  $(GO) test -count=1 -run '^TestFaultSoak$$' -v -timeout 90m ./test/
+	$(GO) test -run=NONE -fuzz=FuzzRequest -fuzztime=5s ./s3api
+	$(GO) test -run=NONE -fuzz=FuzzCanonical -fuzztime=5s ./s3api
+	$(GO) test -run=NONE -fuzz=FuzzChunked -fuzztime=5s ./s3api
 
 ## bench-index: PostgreSQL index feed rate and search latency on 1,000,000
 ## generated messages (README "PostgreSQL index"); starts its own PostgreSQL.
@@ -74,6 +98,12 @@ bench: build
 	$(GO) test -run=NONE -bench=. -benchmem ./...
 	LAZARET_RECONCILE_TABLE=1 $(GO) test -count=1 -run='TestReconcileCostTable|TestMemSetIncremental' -v ./replicator/reconcile
 	LAZARET_REPAIR_TABLE=1 $(GO) test -count=1 -run=TestRepairThroughputTable -v ./replicator
+
+## bench-s3: rclone copy of 1,000 mail-mix messages against a lazaret get loop,
+## and ListObjectsV2 paging over 100,000 keys (README "S3 API").
+.PHONY: bench-s3
+bench-s3: build
+	LAZARET_S3_BENCH=1 $(GO) test -count=1 -run 'TestS3Bench' -v -timeout 60m ./test/
 
 clean:
 	rm -rf bin $(RUNDIR)

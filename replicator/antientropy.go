@@ -20,8 +20,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/internal/durable"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/proto/wire"
+	"github.com/lazaret/lazaret/replicator/member"
 	"github.com/lazaret/lazaret/replicator/reconcile"
 )
 
@@ -489,7 +491,7 @@ func (ae *antiEntropy) initiate(ctx context.Context, peer int) (sessionResult, e
 	defer cancel()
 	stream, err := client.Reconcile(ctx)
 	if err != nil {
-		return sessionResult{}, peerError(err)
+		return sessionResult{}, wire.PeerError(err)
 	}
 	rd := readFrames(stream)
 	res, err := ae.session(ctx, stream, rd, nil)
@@ -497,13 +499,13 @@ func (ae *antiEntropy) initiate(ctx context.Context, peer int) (sessionResult, e
 		return res, err
 	}
 	if err := stream.CloseSend(); err != nil {
-		return res, peerError(err)
+		return res, wire.PeerError(err)
 	}
 	if _, err := rd.next(ctx); err != io.EOF {
 		if err == nil {
 			return res, fmt.Errorf("%w: node %d sent frames after its session ended", lazaret.ErrUnavailable, peer)
 		}
-		return res, peerError(err)
+		return res, wire.PeerError(err)
 	}
 	return res, nil
 }
@@ -532,7 +534,7 @@ func (h *PeerHandler) Reconcile(stream grpc.BidiStreamingServer[pb.ReconcileFram
 	start := h.n.clock.Now()
 	res, err := ae.session(stream.Context(), stream, readFrames(stream), first)
 	ae.record(peer, start, res, err)
-	return peerStatus(err)
+	return wire.Status(err)
 }
 
 // frameStream is either end of a Reconcile stream.
@@ -618,7 +620,7 @@ func (ae *antiEntropy) session(ctx context.Context, st frameStream, rd *frameRea
 	send := func(f *pb.ReconcileFrame) error {
 		res.sent += int64(proto.Size(f))
 		if err := st.Send(f); err != nil {
-			return peerError(err)
+			return wire.PeerError(err)
 		}
 		return nil
 	}
@@ -646,7 +648,7 @@ func (ae *antiEntropy) session(ctx context.Context, st frameStream, rd *frameRea
 				if err == io.EOF {
 					return res, fmt.Errorf("%w: peer ended the session early", lazaret.ErrUnavailable)
 				}
-				return res, peerError(err)
+				return res, wire.PeerError(err)
 			}
 		}
 		res.recv += int64(proto.Size(f))
@@ -743,7 +745,7 @@ func (ae *antiEntropy) recordFrames(keys []string) ([][]*pb.Message, error) {
 				ae.forget(ids[i])
 				continue
 			}
-			recs = append(recs, rpc.MessageToPB(m))
+			recs = append(recs, wire.MessageToPB(m))
 		}
 		if len(recs) > 0 {
 			out = append(out, recs)
@@ -777,7 +779,7 @@ func (ae *antiEntropy) mergeRecords(ctx context.Context, recs []*pb.Message, res
 		sem  = make(chan struct{}, 8)
 	)
 	for _, p := range recs {
-		m := rpc.MessageFromPB(p)
+		m := wire.MessageFromPB(p)
 		if m.Received.Before(horizon) {
 			continue
 		}
@@ -891,6 +893,11 @@ func (cl *clusterNode) isRemoved(number int) bool {
 	return ok
 }
 
+// IsRetired reports whether node number was retired with `lazaret node
+// remove` (learnt here or from any peer). The cluster transport refuses
+// such a node's certificate (cluster.Retired).
+func (n *Node) IsRetired(number int) bool { return n.cl.isRemoved(number) }
+
 // removedPath returns where the retired set is kept.
 func (ae *antiEntropy) removedPath() string {
 	if ae.cfg.RemovedNodesFile != "" {
@@ -917,39 +924,14 @@ func (ae *antiEntropy) loadRemoved() error {
 	return nil
 }
 
-// saveRemoved writes the retired set durably (temporary file, fsync,
-// rename, directory fsync). Call with ae.mu held.
+// saveRemoved writes the retired set durably. Call with ae.mu held.
 func (ae *antiEntropy) saveRemoved() error {
 	list := ae.removedListLocked()
 	b, err := json.MarshalIndent(list, "", "  ")
 	if err != nil {
 		return err
 	}
-	path := ae.removedPath()
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return durable.WriteFile(ae.removedPath(), append(b, '\n'), 0o640)
 }
 
 func (ae *antiEntropy) removedListLocked() []RemovedNode {
@@ -1046,7 +1028,7 @@ func (n *Node) RemoveNode(ctx context.Context, number int) ([]RemovedNode, error
 	for _, m := range n.cl.members.Members() {
 		if m.Number == number {
 			name = m.Name
-			if m.State == MemberAlive {
+			if m.State == member.Alive {
 				return nil, &lazaret.Error{Op: op, Err: fmt.Errorf("%w: node %d (%s) is alive: stop it before retiring it", lazaret.ErrConflict, number, m.Name)}
 			}
 		}
@@ -1072,7 +1054,7 @@ func (n *Node) RemovedNodes() []RemovedNode {
 func (h *PeerHandler) RemoveNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.RemoveNodeResponse, error) {
 	list, err := h.n.RemoveNode(ctx, int(req.GetNumber()))
 	if err != nil {
-		return nil, peerStatus(err)
+		return nil, wire.Status(err)
 	}
 	resp := &pb.RemoveNodeResponse{}
 	for _, r := range list {

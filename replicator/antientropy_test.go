@@ -6,21 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"net"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
-
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
-	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/replicator/erasure"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // fastAE is an anti-entropy configuration for tests: rounds every
@@ -33,23 +27,6 @@ func fastAE(c *Config) {
 	}
 }
 
-// openTestStore opens a store in a new temporary directory, as the harness
-// does.
-func openTestStore(t testing.TB, dir string) *objstore.Store {
-	t.Helper()
-	scfg := objstore.DefaultConfig(dir)
-	scfg.SyncWrites = false
-	scfg.MemTableSize = 8 << 20
-	scfg.BlockCacheSize = 1 << 20
-	scfg.IndexCacheSize = 1 << 20
-	scfg.ValueLogFileSize = 32 << 20
-	store, err := objstore.Open(scfg, slog.New(slog.DiscardHandler), lazaret.SystemClock{})
-	if err != nil {
-		t.Fatalf("objstore.Open: %v", err)
-	}
-	return store
-}
-
 // restart stops node num and starts it again with the same number and
 // name: on the same store, or on a new empty one (wipe), as a node whose
 // disk was replaced. edit adjusts the new node's config.
@@ -57,47 +34,15 @@ func (tc *testCluster) restart(t *testing.T, num int, wipe bool, edit func(*Conf
 	t.Helper()
 	old := tc.node(num)
 	old.node.Close()
-	old.server.Stop()
-	tc.net.mu.Lock()
-	tc.net.conns[num].Close()
-	tc.net.mu.Unlock()
+	tc.net.Stop(num)
 	store := old.store
 	if wipe {
 		if err := store.Close(); err != nil {
 			t.Fatalf("closing store %d: %v", num, err)
 		}
-		store = openTestStore(t, t.TempDir())
+		store = openTestStore(t, t.TempDir(), false)
 	}
-	log := slog.New(slog.DiscardHandler)
-	if os.Getenv("LAZARET_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	cfg := DefaultConfig()
-	cfg.NodeNumber = num
-	cfg.Name = fmt.Sprintf("node%d", num)
-	cfg.Cluster.Members = fakeMembership{tc.net, num}
-	cfg.Cluster.Peers = fakeDialer{tc.net, num}
-	if edit != nil {
-		edit(&cfg)
-	}
-	node, err := New(cfg, store, log.With("node", num), lazaret.SystemClock{}, nil)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	pb.RegisterPeerServer(srv, &testPeerServer{PeerHandler: node.PeerHandler()})
-	go srv.Serve(lis)
-	cc, err := grpc.NewClient("passthrough:///node", grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-		return lis.DialContext(ctx)
-	}), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("grpc.NewClient: %v", err)
-	}
-	tc.net.mu.Lock()
-	tc.net.lis[num], tc.net.conns[num] = lis, cc
-	tc.net.mu.Unlock()
-	tn := &testNode{num: num, node: node, store: store, server: srv}
+	tn := tc.startNode(t, num, store, edit)
 	tc.nodes[num-1] = tn
 	return tn
 }
@@ -206,8 +151,8 @@ func TestReconcileConverges(t *testing.T) {
 	waitFor(t, "pushes settled", 10*time.Second, func() error { return sameMeta(tc.nodes) })
 
 	// Partition: each side sees the other failed, and the dialer refuses.
-	tc.net.setDown(1, true)
-	tc.net.setDown(2, true)
+	tc.net.SetDown(1, true)
+	tc.net.SetDown(2, true)
 	more1 := putN(t, ctx, n1, rng, 8, small)
 	more2 := putN(t, ctx, n2, rng, 6, small)
 	for i, id := range ids[:10] {
@@ -240,8 +185,8 @@ func TestReconcileConverges(t *testing.T) {
 		t.Fatalf("peer syncs after a failed session: %+v", ps)
 	}
 
-	tc.net.setDown(1, false)
-	tc.net.setDown(2, false)
+	tc.net.SetDown(1, false)
+	tc.net.SetDown(2, false)
 	ps, err := n1.Reconcile(ctx, 2)
 	if err != nil {
 		t.Fatalf("reconcile: %v", err)
@@ -323,13 +268,13 @@ func TestWipedNodeRebuilt(t *testing.T) {
 		}
 	}
 
-	tc.net.setDown(3, true)
+	tc.net.SetDown(3, true)
 	tn := tc.restart(t, 3, true, fastAE)
 	if _, n := tn.node.Fingerprint(); n != 0 {
 		t.Fatalf("wiped node holds %d records", n)
 	}
 	start := time.Now()
-	tc.net.setDown(3, false)
+	tc.net.SetDown(3, false)
 	waitFor(t, "node 3 rebuilt", 60*time.Second, func() error {
 		if err := sameMeta(tc.nodes); err != nil {
 			return err
@@ -353,7 +298,7 @@ func TestWipedNodeRebuilt(t *testing.T) {
 	}
 	// Node 3's shards carry the data: with node 1 down, 2+1 and 1+2
 	// messages read from nodes 2 and 3 alone.
-	tc.net.setDown(1, true)
+	tc.net.SetDown(1, true)
 	for id, body := range bodies {
 		if err := readBack(ctx, tn.node, id, body); err != nil {
 			t.Fatalf("node 3 with node 1 down: %v", err)
@@ -369,8 +314,8 @@ func TestUnderProtectedSpread(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	tc := newTestCluster(t, 3, false, fastAE)
-	tc.net.setDown(2, true)
-	tc.net.setDown(3, true)
+	tc.net.SetDown(2, true)
+	tc.net.SetDown(3, true)
 	n1 := tc.node(1).node
 	rng := rand.New(rand.NewPCG(7, 8))
 	bodies := putN(t, ctx, n1, rng, 6, func() int { return mixSize(rng) })
@@ -380,8 +325,8 @@ func TestUnderProtectedSpread(t *testing.T) {
 	if lag := n1.ReplicationLag(); lag.UnderProtected != 6 {
 		t.Fatalf("lag: %+v", lag)
 	}
-	tc.net.setDown(2, false)
-	tc.net.setDown(3, false)
+	tc.net.SetDown(2, false)
+	tc.net.SetDown(3, false)
 	waitFor(t, "spread", 30*time.Second, func() error {
 		if c, _, _ := n1.UnderProtected(); c != 0 {
 			return fmt.Errorf("%d still under-protected", c)
@@ -393,11 +338,11 @@ func TestUnderProtectedSpread(t *testing.T) {
 					return err
 				}
 				// 2+1, or 1+1 for bodies below the small-message threshold.
-				want := Code{2, 1}
+				want := erasure.Code{K: 2, M: 1}
 				if int64(len(bodies[id])) < DefaultSmallMessageThreshold {
-					want = Code{1, 1}
+					want = erasure.Code{K: 1, M: 1}
 				}
-				if m.Placement.UnderProtected || len(m.Placement.Shards) != want.Shards() || (Code{m.Placement.K, m.Placement.M}) != want {
+				if m.Placement.UnderProtected || len(m.Placement.Shards) != want.Shards() || (erasure.Code{K: m.Placement.K, M: m.Placement.M}) != want {
 					return fmt.Errorf("node %d: %s placement %+v", tn.num, id, m.Placement)
 				}
 			}
@@ -411,7 +356,7 @@ func TestUnderProtectedSpread(t *testing.T) {
 		}
 		return nil
 	})
-	tc.net.setDown(1, true)
+	tc.net.SetDown(1, true)
 	for id, body := range bodies {
 		if err := readBack(ctx, tc.node(2).node, id, body); err != nil {
 			t.Fatalf("node 2 with the origin down: %v", err)
@@ -448,7 +393,7 @@ func TestNodeRemove(t *testing.T) {
 	if _, err := tc.node(1).node.RemoveNode(ctx, 1); !errors.Is(err, lazaret.ErrInvalidArgument) {
 		t.Fatalf("removing itself: %v, want ErrInvalidArgument", err)
 	}
-	tc.net.setDown(4, true)
+	tc.net.SetDown(4, true)
 	list, err := tc.node(1).node.RemoveNode(ctx, 4)
 	if err != nil || len(list) != 1 || list[0].Number != 4 || list[0].Name != "node4" {
 		t.Fatalf("remove node 4: %+v, %v", list, err)
@@ -499,14 +444,14 @@ func TestNodeRemove(t *testing.T) {
 		t.Fatalf("after restart node 2 knows %+v", r)
 	}
 	for _, down := range []int{1, 2, 3} {
-		tc.net.setDown(down, true)
+		tc.net.SetDown(down, true)
 		reader := tc.nodes[down%3]
 		for id, body := range bodies {
 			if err := readBack(ctx, reader.node, id, body); err != nil {
 				t.Fatalf("node %d with nodes 4 and %d down: %v", reader.num, down, err)
 			}
 		}
-		tc.net.setDown(down, false)
+		tc.net.SetDown(down, false)
 	}
 }
 
@@ -549,10 +494,10 @@ func TestRepairRateLimit(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	bodies := putN(t, ctx, tc.node(1).node, rng, 6, func() int { return 300_000 })
 	waitFor(t, "metadata everywhere", 20*time.Second, func() error { return sameMeta(tc.nodes) })
-	tc.net.setDown(3, true)
+	tc.net.SetDown(3, true)
 	tn := tc.restart(t, 3, true, slow)
 	start := time.Now()
-	tc.net.setDown(3, false)
+	tc.net.SetDown(3, false)
 	waitFor(t, "node 3 rebuilt", 40*time.Second, func() error {
 		if err := sameMeta(tc.nodes); err != nil {
 			return err
@@ -592,22 +537,22 @@ func TestRepairResumes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	bodies := putN(t, ctx, tc.node(1).node, rng, 12, func() int { return 200_000 })
 	waitFor(t, "metadata everywhere", 20*time.Second, func() error { return sameMeta(tc.nodes) })
-	tc.net.setDown(3, true)
+	tc.net.SetDown(3, true)
 	tn := tc.restart(t, 3, true, slow)
-	tc.net.setDown(3, false)
+	tc.net.SetDown(3, false)
 	waitFor(t, "repair under way", 30*time.Second, func() error {
 		if s, _, _ := tn.node.Repaired(); s < 2 {
 			return fmt.Errorf("%d shards repaired", s)
 		}
 		return nil
 	})
-	tc.net.setDown(3, true) // stop it mid-way, as a crash would
+	tc.net.SetDown(3, true) // stop it mid-way, as a crash would
 	before, _, _ := tn.node.Repaired()
 	tn = tc.restart(t, 3, false, slow)
 	if err := placedHere(tn); err == nil {
 		t.Fatalf("repair finished before the restart (%d shards): the test proves nothing", before)
 	}
-	tc.net.setDown(3, false)
+	tc.net.SetDown(3, false)
 	waitFor(t, "repair resumed and finished", 40*time.Second, func() error {
 		if err := placedHere(tn); err != nil {
 			return err
@@ -619,7 +564,7 @@ func TestRepairResumes(t *testing.T) {
 	})
 	after, _, _ := tn.node.Repaired()
 	t.Logf("%d shards repaired before the restart, %d after", before, after)
-	tc.net.setDown(1, true)
+	tc.net.SetDown(1, true)
 	for id, body := range bodies {
 		if err := readBack(ctx, tn.node, id, body); err != nil {
 			t.Fatalf("node 3 with node 1 down: %v", err)
@@ -628,7 +573,7 @@ func TestRepairResumes(t *testing.T) {
 }
 
 func TestFillTargets(t *testing.T) {
-	members := []Member{{Name: "a", Number: 1}, {Name: "b", Number: 2}, {Name: "c", Number: 3}, {Name: "d", Number: 4}, {Name: "e", Number: 5}}
+	members := []member.Member{{Name: "a", Number: 1}, {Name: "b", Number: 2}, {Name: "c", Number: 3}, {Name: "d", Number: 4}, {Name: "e", Number: 5}}
 	id := lazaret.ID("1wShJQ-000000-01")
 	ranked := rankMembers(id, members)
 	pl := lazaret.Placement{K: 2, M: 1, Shards: []lazaret.ShardLoc{{Index: 0, Node: ranked[0].Number}, {Index: 1, Node: ranked[1].Number}, {Index: 2, Node: ranked[2].Number}}}

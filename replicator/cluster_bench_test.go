@@ -109,7 +109,7 @@ func BenchmarkClusterGet(b *testing.B) {
 				}
 			}
 			for i := range down {
-				tc.net.setDown(5-i, true)
+				tc.net.SetDown(5-i, true)
 			}
 			var next atomic.Int64
 			b.SetBytes(total / int64(len(ids)))

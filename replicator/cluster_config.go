@@ -3,6 +3,9 @@ package replicator
 import (
 	"fmt"
 	"time"
+
+	"github.com/lazaret/lazaret/replicator/erasure"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // ClusterConfig configures a node as a member of a cluster. With Members
@@ -10,8 +13,8 @@ import (
 type ClusterConfig struct {
 	// Members tells who is in the cluster and who is alive; Peers reaches
 	// them (PeerClient over mutual TLS in production). Both or neither.
-	Members Membership
-	Peers   PeerDialer
+	Members member.Membership
+	Peers   member.PeerDialer
 
 	// Policy is the cluster's erasure code, "k+m" such as "4+2" or "8+3",
 	// or "" (or "auto") for the default by cluster size (see DefaultCode).
@@ -106,7 +109,7 @@ func DefaultClusterConfig() ClusterConfig {
 
 // Validate reports the first invalid field, by name.
 func (c *ClusterConfig) Validate() error {
-	if _, err := ParsePolicy(c.Policy); err != nil {
+	if _, err := erasure.ParsePolicy(c.Policy); err != nil {
 		return err
 	}
 	switch {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/proto/wire"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // openCluster returns a reader of m's body on a member of a cluster: it
@@ -21,18 +23,18 @@ import (
 // node that holds it (GetShard 0 of the 1+0 code).
 func (n *Node) openCluster(ctx context.Context, m *lazaret.Metadata) (*lazaret.Metadata, io.ReadCloser, error) {
 	pl := bodyPlacement(m)
-	c := Code{K: pl.K, M: pl.M}
+	c := erasure.Code{K: pl.K, M: pl.M}
 	if err := c.Validate(); err != nil || len(pl.Shards) == 0 {
 		return nil, nil, &lazaret.Error{Op: "get", ID: m.ID, Err: fmt.Errorf("%w: placement %v with %d shards", lazaret.ErrCorrupt, c, len(pl.Shards))}
 	}
-	enc, err := n.cl.codecs.get(c)
+	enc, err := n.cl.codecs.Get(c)
 	if err != nil {
 		return nil, nil, &lazaret.Error{Op: "get", ID: m.ID, Err: err}
 	}
-	r := newStripeReader(ctx, m.ID, pl, m.Size, m.SHA256, enc, n.shardCandidates(m.ID, pl), n.openPlacedShard(m.ID, c, m.Size), n.shardFailed(m.ID))
+	r := erasure.NewStripeReader(ctx, m.ID, pl, m.Size, m.SHA256, enc, n.shardCandidates(m.ID, pl), n.openPlacedShard(m.ID, c, m.Size), n.shardFailed(m.ID))
 	// Open K shards now, so an unreadable message fails here rather than
 	// on the first Read.
-	if err := r.fill(); err != nil {
+	if err := r.Fill(); err != nil {
 		r.Close()
 		return nil, nil, err
 	}
@@ -102,7 +104,7 @@ func (n *Node) shardCandidates(id lazaret.ID, pl lazaret.Placement) []lazaret.Sh
 
 // shardFailed returns the stripeReader callback that logs and counts a
 // shard given up on.
-func (n *Node) shardFailed(id lazaret.ID) shardFailure {
+func (n *Node) shardFailed(id lazaret.ID) erasure.ShardFailure {
 	return func(loc lazaret.ShardLoc, err error, corrupt bool) {
 		if corrupt {
 			n.cl.corrupt.Add(1)
@@ -120,7 +122,7 @@ func (n *Node) shardFailed(id lazaret.ID) shardFailure {
 // openPlacedShard returns the opener of id's shards of code c (body size
 // bytes): from the local store when the placement puts the shard here,
 // else over GetShard.
-func (n *Node) openPlacedShard(id lazaret.ID, c Code, size int64) shardOpener {
+func (n *Node) openPlacedShard(id lazaret.ID, c erasure.Code, size int64) erasure.ShardOpener {
 	return func(ctx context.Context, loc lazaret.ShardLoc) (io.ReadCloser, error) {
 		if loc.Node == n.cfg.NodeNumber {
 			info, rc, err := n.store.OpenShard(id, loc.Index)
@@ -142,7 +144,7 @@ func (n *Node) openPlacedShard(id lazaret.ID, c Code, size int64) shardOpener {
 // record is older or newer than the holder's): unavailable here, so that
 // the reader tries another shard, or Open a fresher record, rather than
 // reading it to the end to find its checksum wrong.
-func (n *Node) openRemoteShard(ctx context.Context, id lazaret.ID, loc lazaret.ShardLoc, c Code, size int64) (io.ReadCloser, error) {
+func (n *Node) openRemoteShard(ctx context.Context, id lazaret.ID, loc lazaret.ShardLoc, c erasure.Code, size int64) (io.ReadCloser, error) {
 	client, err := n.cl.peer(loc.Node)
 	if err != nil {
 		return nil, err
@@ -151,19 +153,19 @@ func (n *Node) openRemoteShard(ctx context.Context, id lazaret.ID, loc lazaret.S
 	stream, err := client.GetShard(ctx, &pb.GetShardRequest{Id: string(id), Index: int32(loc.Index)})
 	if err != nil {
 		cancel()
-		return nil, peerError(err)
+		return nil, wire.PeerError(err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
 		cancel()
-		return nil, peerError(err)
+		return nil, wire.PeerError(err)
 	}
 	h := first.GetHeader()
 	if h == nil || h.GetId() != string(id) || int(h.GetIndex()) != loc.Index {
 		cancel()
 		return nil, fmt.Errorf("%w: node %d answered GetShard %s/%d with another header", lazaret.ErrUnavailable, loc.Node, id, loc.Index)
 	}
-	if (Code{int(h.GetK()), int(h.GetM())}) != c || h.GetBodySize() != size {
+	if (erasure.Code{K: int(h.GetK()), M: int(h.GetM())}) != c || h.GetBodySize() != size {
 		cancel()
 		return nil, fmt.Errorf("%w: node %d holds shard %s/%d of %d+%d (body %d bytes), the placement read is %v (%d bytes)", lazaret.ErrUnavailable, loc.Node, id, loc.Index, h.GetK(), h.GetM(), h.GetBodySize(), c, size)
 	}
@@ -189,7 +191,7 @@ func (r *remoteShardReader) Read(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			r.err = peerError(err)
+			r.err = wire.PeerError(err)
 			continue
 		}
 		r.buf = msg.GetChunk()

@@ -11,6 +11,8 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/replicator/erasure"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // clusterNode is the cluster side of a Node: membership, peers, the code
@@ -18,10 +20,10 @@ import (
 // nil on a single node.
 type clusterNode struct {
 	cfg     ClusterConfig // with defaults applied
-	members Membership
-	peers   PeerDialer
-	policy  Code // zero: by cluster size
-	codecs  codecs
+	members member.Membership
+	peers   member.PeerDialer
+	policy  erasure.Code // zero: by cluster size
+	codecs  erasure.Codecs
 	push    *pusher
 	ae      *antiEntropy // anti-entropy and repair (antientropy.go, repair.go)
 
@@ -69,7 +71,7 @@ func (n *Node) startCluster(ctx context.Context) error {
 	if cc.Members == nil {
 		return nil
 	}
-	policy, err := ParsePolicy(cc.Policy)
+	policy, err := erasure.ParsePolicy(cc.Policy)
 	if err != nil {
 		return err
 	}
@@ -230,24 +232,24 @@ func (cl *clusterNode) isBad(id lazaret.ID, index int, now time.Time) bool {
 
 // liveMembers returns every member and the subset that is alive, with this
 // node always counted alive (it is running this code).
-func (cl *clusterNode) liveMembers() (all, alive []Member, self Member) {
+func (cl *clusterNode) liveMembers() (all, alive []member.Member, self member.Member) {
 	self = cl.members.Self()
-	all = slices.DeleteFunc(cl.members.Members(), func(m Member) bool {
+	all = slices.DeleteFunc(cl.members.Members(), func(m member.Member) bool {
 		return m.Number != self.Number && cl.isRemoved(m.Number) // retired: out of placement
 	})
 	foundSelf := false
 	for i, m := range all {
 		if m.Number == self.Number {
 			foundSelf = true
-			all[i].State = MemberAlive
-			m.State = MemberAlive
+			all[i].State = member.Alive
+			m.State = member.Alive
 		}
-		if m.State == MemberAlive {
+		if m.State == member.Alive {
 			alive = append(alive, m)
 		}
 	}
 	if !foundSelf {
-		self.State = MemberAlive
+		self.State = member.Alive
 		all = append(all, self)
 		alive = append(alive, self)
 	}
@@ -261,7 +263,7 @@ func (cl *clusterNode) isAlive(number int) bool {
 	}
 	for _, m := range cl.members.Members() {
 		if m.Number == number {
-			return m.State == MemberAlive
+			return m.State == member.Alive
 		}
 	}
 	return false
@@ -286,24 +288,12 @@ func (n *Node) countCorrupt() {
 	}
 }
 
-// clusterHealth lists the cluster problems this node sees, for Status.
-func (n *Node) clusterHealth() []string {
+// ShortMetadataPuts returns how many puts were acknowledged before their
+// metadata reached enough shard holders since the node started (0 on a
+// single node).
+func (n *Node) ShortMetadataPuts() int64 {
 	if n.cl == nil {
-		return nil
+		return 0
 	}
-	var h []string
-	if count, bytes, oldest := n.UnderProtected(); count > 0 {
-		h = append(h, fmt.Sprintf("%d under-protected messages (%d bytes), oldest received %s", count, bytes, oldest.UTC().Format(time.RFC3339)))
-	}
-	if c := n.CorruptShards(); c > 0 {
-		h = append(h, fmt.Sprintf("%d shards failed their checksum since start", c))
-	}
-	if c := n.cl.metaShort.Load(); c > 0 {
-		h = append(h, fmt.Sprintf("%d puts acknowledged before their metadata reached enough shard holders (see the log)", c))
-	}
-	if _, dropped := n.PushBacklog(); dropped > 0 {
-		h = append(h, fmt.Sprintf("%d metadata pushes dropped (queue full)", dropped))
-	}
-	h = append(h, n.lagHealth()...)
-	return h
+	return n.cl.metaShort.Load()
 }

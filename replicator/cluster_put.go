@@ -3,6 +3,7 @@ package replicator
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/erasure"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // Write guarantees
@@ -92,17 +95,11 @@ import (
 func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
 	const op = "put"
 	cl := n.cl
-	sender, rcpts, err := cleanEnvelope(req.Sender, req.Recipients)
-	if err != nil {
-		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
-	}
-	id := req.ID
+	id := req.ID // validated by Put
+	var err error
 	if id != "" {
-		if id, err = lazaret.ParseID(string(id)); err != nil {
-			return nil, &lazaret.Error{Op: op, Err: err}
-		}
 		if old, err := n.store.Meta(id); err == nil {
-			return n.retriedPut(ctx, old, body)
+			return n.retriedPut(ctx, old, req, body)
 		} else if !errors.Is(err, lazaret.ErrNotFound) {
 			return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 		}
@@ -111,9 +108,9 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 	}
 
 	var hdr lazaret.HeaderCapture
-	bodySHA := sha256.New()
+	bodySHA, bodyMD5 := sha256.New(), md5.New()
 	limited := &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1}
-	in := io.TeeReader(limited, io.MultiWriter(&hdr, bodySHA))
+	in := io.TeeReader(limited, io.MultiWriter(&hdr, bodySHA, bodyMD5))
 
 	all, alive, self := cl.liveMembers()
 	code := clusterCode(cl.policy, all)
@@ -123,7 +120,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		_, err := io.CopyN(&head, in, t)
 		switch {
 		case err == io.EOF:
-			code = Code{K: 1, M: code.M}
+			code = erasure.Code{K: 1, M: code.M}
 			src = &head
 		case err != nil:
 			return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("reading body: %w", err)}
@@ -132,7 +129,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		}
 	}
 	targets := placeShards(id, alive, code.Shards())
-	quorum := writeQuorum(cl.cfg.WriteQuorum, code)
+	quorum := erasure.WriteQuorum(cl.cfg.WriteQuorum, code)
 	under := false
 	if len(targets) < quorum {
 		if cl.cfg.Strict {
@@ -140,10 +137,10 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		}
 		n.log.Warn("put: too few nodes alive for the write quorum; keeping the body whole here (under-protected)",
 			"id", id, "alive", len(alive), "code", code.String(), "quorum", quorum)
-		code, quorum, under = Code{K: 1, M: 0}, 1, true
-		targets = []Member{self}
+		code, quorum, under = erasure.Code{K: 1, M: 0}, 1, true
+		targets = []member.Member{self}
 	}
-	selfTarget := slices.ContainsFunc(targets, func(m Member) bool { return m.Number == self.Number })
+	selfTarget := slices.ContainsFunc(targets, func(m member.Member) bool { return m.Number == self.Number })
 	var spool *bodySpool
 	if !cl.cfg.Strict && !(code.K == 1 && selfTarget) {
 		spool = newBodySpool(cl.cfg.SpoolDir)
@@ -153,7 +150,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 
 	chunk := cl.cfg.StripeChunkSize
 	grace := cl.cfg.StragglerGrace
-	enc, err := cl.codecs.get(code)
+	enc, err := cl.codecs.Get(code)
 	if err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
@@ -164,7 +161,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 	// A runner lags when at least quorum-1 others wait for data: the put
 	// can go on without it.
 	behind := func(r *shardRunner) bool { return p.caughtUp(r) >= max(quorum-1, 1) }
-	size, err := encodeStripes(enc, code, chunk, src, func(pieces [][]byte) error {
+	size, err := erasure.EncodeStripes(enc, code, chunk, src, func(pieces [][]byte) error {
 		for i, r := range p.runners {
 			if err := r.feed(ctx, grace, behind, pieces[i]); err != nil {
 				return err
@@ -194,7 +191,12 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 
 	var sum [32]byte
 	bodySHA.Sum(sum[:0])
-	m := n.newMetadata(id, req, sender, rcpts, hdr.Header(), size, sum)
+	if err := checkRestoredBody(req, size, sum); err != nil { // restore.go
+		p.discardAll(nil)
+		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
+	}
+	m := n.newMetadata(id, req, hdr.Header(), size, sum)
+	bodyMD5.Sum(m.MD5[:0])
 
 	// Decide what to commit: the placement of the shards stored, or a
 	// whole copy on this node.
@@ -248,6 +250,9 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		p.discardAll(placementNodes(old))
 		abortWhole()
 		if old.SHA256 == m.SHA256 && old.State != lazaret.StateDeleted {
+			if req.Restore != nil {
+				return n.restoreOnto(ctx, req.Restore, req.Sender, req.Recipients, m.MD5)
+			}
 			return old, nil // a concurrent retry of the same put
 		}
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: id already holds another message", lazaret.ErrConflict)}
@@ -265,7 +270,7 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 		unlock()
 		p.discardAll(nil)
 		abortWhole()
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 	n.trackUnder(m)
 	unlock()
@@ -283,15 +288,25 @@ func (n *Node) putCluster(ctx context.Context, req lazaret.PutRequest, body io.R
 
 // retriedPut answers a put of an id that is already stored: the same body
 // gets the stored metadata back (a writer retrying after a lost
-// acknowledgement), anything else is a conflict.
-func (n *Node) retriedPut(ctx context.Context, old *lazaret.Metadata, body io.Reader) (*lazaret.Metadata, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1}); err != nil {
+// acknowledgement), or for a restore the restored metadata; anything else
+// is a conflict.
+func (n *Node) retriedPut(ctx context.Context, old *lazaret.Metadata, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
+	h, h5 := sha256.New(), md5.New()
+	size, err := io.Copy(io.MultiWriter(h, h5), &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1})
+	if err != nil {
 		return nil, &lazaret.Error{Op: "put", ID: old.ID, Err: fmt.Errorf("reading body: %w", err)}
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])
+	if err := checkRestoredBody(req, size, sum); err != nil {
+		return nil, &lazaret.Error{Op: "put", ID: old.ID, Err: err}
+	}
 	if sum == old.SHA256 && old.State != lazaret.StateDeleted {
+		if req.Restore != nil {
+			var sum5 [16]byte
+			h5.Sum(sum5[:0])
+			return n.restoreOnto(ctx, req.Restore, req.Sender, req.Recipients, sum5)
+		}
 		return old, nil
 	}
 	return nil, &lazaret.Error{Op: "put", ID: old.ID, Err: fmt.Errorf("%w: id already holds another message", lazaret.ErrConflict)}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/erasure"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // errDiscarded ends a runner whose shard the put does not keep.
@@ -18,14 +20,14 @@ var errDiscarded = errors.New("shard not needed: the put kept other copies or fa
 type shardPut struct {
 	n       *Node
 	id      lazaret.ID
-	code    Code
+	code    erasure.Code
 	chunk   int
 	runners []*shardRunner // one per target, by shard index
 	results chan *shardRunner
 }
 
 // startShards starts a runner per target: shard i on targets[i].
-func (n *Node) startShards(id lazaret.ID, code Code, chunk int, targets []Member) (*shardPut, error) {
+func (n *Node) startShards(id lazaret.ID, code erasure.Code, chunk int, targets []member.Member) (*shardPut, error) {
 	p := &shardPut{n: n, id: id, code: code, chunk: chunk, results: make(chan *shardRunner, len(targets))}
 	self := n.cfg.NodeNumber
 	for i, t := range targets {
@@ -192,7 +194,7 @@ func (p *shardPut) adopt(r *shardRunner) {
 // the placement can no longer take (the message was deleted, or its
 // placement changed meanwhile) is removed unless its node holds another
 // shard of the message.
-func (n *Node) adoptLate(id lazaret.ID, code Code, chunk int, r *shardRunner) {
+func (n *Node) adoptLate(id lazaret.ID, code erasure.Code, chunk int, r *shardRunner) {
 	<-r.done
 	if r.err != nil {
 		n.log.Warn("put: late shard not stored; message stays under-protected", "id", id, "shard", r.index, "node", r.node, "err", r.err)

@@ -11,6 +11,8 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/proto/wire"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // maxWireChunk caps the data in one PutShard/GetShard message, well below
@@ -40,7 +42,7 @@ type localSink struct {
 	node int
 }
 
-func (n *Node) newLocalSink(id lazaret.ID, c Code, index int) (shardSink, error) {
+func (n *Node) newLocalSink(id lazaret.ID, c erasure.Code, index int) (shardSink, error) {
 	w, err := n.store.NewShardWriter(id, objstore.ShardSpec{K: c.K, M: c.M, Index: index, BodySize: -1})
 	if err != nil {
 		return nil, err
@@ -83,14 +85,14 @@ type remoteSink struct {
 
 // newRemoteSink opens a PutShard stream to node under ctx (which bounds the
 // whole transfer) and sends the shard header.
-func (n *Node) newRemoteSink(ctx context.Context, id lazaret.ID, c Code, index, chunk, node int) (shardSink, error) {
+func (n *Node) newRemoteSink(ctx context.Context, id lazaret.ID, c erasure.Code, index, chunk, node int) (shardSink, error) {
 	client, err := n.cl.peer(node)
 	if err != nil {
 		return nil, err
 	}
 	stream, err := client.PutShard(ctx)
 	if err != nil {
-		return nil, peerError(err)
+		return nil, wire.PeerError(err)
 	}
 	gen := objstore.NewGen()
 	hdr := &pb.ShardHeader{Id: string(id), Index: int32(index), K: int32(c.K), M: int32(c.M), BodySize: -1, ChunkSize: int32(chunk), Generation: gen}
@@ -119,10 +121,10 @@ func (s *remoteSink) write(p []byte) error {
 func (s *remoteSink) recvErr(err error) error {
 	if err == io.EOF {
 		if _, rerr := s.stream.CloseAndRecv(); rerr != nil {
-			return peerError(rerr)
+			return wire.PeerError(rerr)
 		}
 	}
-	return peerError(err)
+	return wire.PeerError(err)
 }
 
 func (s *remoteSink) finish(bodySize int64) (lazaret.ShardLoc, error) {
@@ -135,7 +137,7 @@ func (s *remoteSink) finish(bodySize int64) (lazaret.ShardLoc, error) {
 	}
 	resp, err := s.stream.CloseAndRecv()
 	if err != nil {
-		return lazaret.ShardLoc{}, peerError(err)
+		return lazaret.ShardLoc{}, wire.PeerError(err)
 	}
 	if resp.GetSize() != s.size || !bytes.Equal(resp.GetSha256(), sum[:]) {
 		return lazaret.ShardLoc{}, fmt.Errorf("%w: node %d stored shard %d as %d bytes SHA-256 %x, sent %d bytes %x", lazaret.ErrCorrupt, s.node, s.index, resp.GetSize(), resp.GetSha256(), s.size, sum)
@@ -158,7 +160,7 @@ func (s *remoteSink) abort() {
 		ctx, cancel := context.WithTimeout(s.n.cl.ctx, s.n.cl.cfg.PeerTimeout)
 		_, err = client.DeleteShards(ctx, &pb.DeleteShardsRequest{Id: string(s.id), Index: int32(s.index), Generation: s.gen})
 		cancel()
-		err = peerError(err)
+		err = wire.PeerError(err)
 	}
 	if err != nil {
 		s.n.log.Info("put: removing a shard that is not in the placement failed; retention removes it (as an orphan if the message has no metadata there)", "id", s.id, "node", s.node, "err", err)

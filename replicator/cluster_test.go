@@ -13,6 +13,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // mailBody returns a body of about size bytes: a small header, then random
@@ -107,11 +108,11 @@ func TestCluster5NodesOutage(t *testing.T) {
 		if err != nil {
 			t.Fatalf("put %d (%d bytes): %v", i, len(body), err)
 		}
-		want := Code{3, 2}
+		want := erasure.Code{K: 3, M: 2}
 		if int64(len(body)) < DefaultSmallMessageThreshold {
-			want = Code{1, 2}
+			want = erasure.Code{K: 1, M: 2}
 		}
-		if (Code{m.Placement.K, m.Placement.M}) != want || len(m.Placement.Shards) != want.Shards() || m.Placement.UnderProtected {
+		if (erasure.Code{K: m.Placement.K, M: m.Placement.M}) != want || len(m.Placement.Shards) != want.Shards() || m.Placement.UnderProtected {
 			t.Fatalf("put %d (%d bytes): placement %+v, want %v", i, len(body), m.Placement, want)
 		}
 		seen := map[int]bool{}
@@ -141,8 +142,8 @@ func TestCluster5NodesOutage(t *testing.T) {
 	})
 
 	// Kill two nodes: every message reads back from each survivor.
-	tc.net.setDown(4, true)
-	tc.net.setDown(5, true)
+	tc.net.SetDown(4, true)
+	tc.net.SetDown(5, true)
 	survivors := tc.nodes[:3]
 	for _, tn := range survivors {
 		for _, id := range ids {
@@ -206,8 +207,8 @@ func TestCluster5NodesOutage(t *testing.T) {
 	// outage's metadata pushes (anti-entropy's job), so they read what was
 	// put before it.
 	// Each message is read on one node, in turn, to keep the test fast.
-	tc.net.setDown(4, false)
-	tc.net.setDown(5, false)
+	tc.net.SetDown(4, false)
+	tc.net.SetDown(5, false)
 	for i, id := range append(slices.Clone(ids), outage...) {
 		tn := tc.nodes[i%5]
 		if slices.Contains(outage, id) && tn.num > 3 {
@@ -298,7 +299,7 @@ func TestClusterCorruptShard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Health) == 0 {
+	if st.Lag == nil || st.Lag.CorruptShards == 0 { // the health line is the daemon's (daemon/health.go)
 		t.Errorf("node %d status does not report the corrupt shard: %+v", holder.num, st)
 	}
 }
@@ -320,7 +321,7 @@ func TestClusterStrictAndMirror(t *testing.T) {
 			if m.Placement.K != 1 || m.Placement.M != 1 || len(m.Placement.Shards) != 2 {
 				t.Fatalf("2 nodes: placement %+v, want a 1+1 mirror", m.Placement)
 			}
-			tc.net.setDown(2, true)
+			tc.net.SetDown(2, true)
 			m2, err := tc.node(1).node.Put(ctx, lazaret.PutRequest{}, bytes.NewReader(body))
 			if strict {
 				if !errors.Is(err, lazaret.ErrUnavailable) {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // failMidStream makes node num's PutShard of id fail after the header and
@@ -24,7 +24,7 @@ import (
 // middle of a put. It first waits until the nodes in stored hold their
 // shard of id, so that the put has shards to clean up.
 func failMidStream(tc *testCluster, num int, id lazaret.ID, stored ...int) {
-	tc.net.setPutHook(num, func(ctx context.Context, received int) error {
+	tc.net.SetPutHook(num, func(ctx context.Context, received int) error {
 		if received < 3 {
 			return nil
 		}
@@ -40,7 +40,7 @@ func failMidStream(tc *testCluster, num int, id lazaret.ID, stored ...int) {
 				}
 			}
 		}
-		tc.net.setDown(num, true)
+		tc.net.SetDown(num, true)
 		return status.Errorf(codes.Unavailable, "node %d died", num)
 	})
 }
@@ -130,15 +130,15 @@ func TestClusterQuorumLostMidPut(t *testing.T) {
 			// Restore the two. They missed the metadata push; hand it to
 			// them as anti-entropy would.
 			for _, num := range []int{4, 5} {
-				tc.net.setPutHook(num, nil)
-				tc.net.setDown(num, false)
+				tc.net.SetPutHook(num, nil)
+				tc.net.SetDown(num, false)
 			}
 			stored, err := tc.node(1).store.Meta(id)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, num := range []int{4, 5} {
-				if _, err := tc.node(num).node.PeerHandler().PushMeta(ctx, &pb.PushMetaRequest{Messages: []*pb.Message{rpc.MessageToPB(stored)}}); err != nil {
+				if _, err := tc.node(num).node.PeerHandler().PushMeta(ctx, &pb.PushMetaRequest{Messages: []*pb.Message{wire.MessageToPB(stored)}}); err != nil {
 					t.Fatalf("push to node %d: %v", num, err)
 				}
 			}
@@ -155,7 +155,7 @@ func TestClusterQuorumLostMidPut(t *testing.T) {
 // anything until release is closed (then carry on normally) or the stream
 // is cancelled.
 func hangPutShard(tc *testCluster, num int, release <-chan struct{}) {
-	tc.net.setPutHook(num, func(ctx context.Context, received int) error {
+	tc.net.SetPutHook(num, func(ctx context.Context, received int) error {
 		select {
 		case <-release:
 			return nil
@@ -224,7 +224,7 @@ func TestClusterHungPeer(t *testing.T) {
 		hangPutShard(tc, hung, release)
 		body := mailBody(rng, 1, 100<<10) // shards of 34 KiB
 		m := put(t, body)
-		tc.net.setPutHook(hung, nil)
+		tc.net.SetPutHook(hung, nil)
 
 		// The hung node wakes up: its shard is stored and added to the
 		// placement, which is pushed.
@@ -255,7 +255,7 @@ func TestClusterHungPeer(t *testing.T) {
 		release := make(chan struct{})
 		defer close(release)
 		hangPutShard(tc, hung, release)
-		defer tc.net.setPutHook(hung, nil)
+		defer tc.net.SetPutHook(hung, nil)
 		put(t, mailBody(rng, 2, 2<<20)) // shards of 700 KiB, past the 64 KiB window
 	})
 }
@@ -281,7 +281,7 @@ func TestClusterOriginLostAfterAck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tc.net.setDown(origin.num, true)
+		tc.net.SetDown(origin.num, true)
 		holders := 0
 		for num := range placementNodes(m) {
 			if num == origin.num {
@@ -300,6 +300,6 @@ func TestClusterOriginLostAfterAck(t *testing.T) {
 		if len(m.Placement.Shards) != m.Placement.K+m.Placement.M || holders < 2 {
 			t.Errorf("%d-byte message: placement %+v, %d holders besides the origin", size, m.Placement, holders)
 		}
-		tc.net.setDown(origin.num, false)
+		tc.net.SetDown(origin.num, false)
 	}
 }

@@ -1,7 +1,6 @@
 package replicator
 
 import (
-	"fmt"
 	"slices"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -74,21 +73,6 @@ func (n *Node) ReplicationLag() *lazaret.ReplicationLag {
 	return lag
 }
 
-// lagHealth lists lag problems for Status: peers never reconciled with or
-// whose last session failed, and a repair queue that is not empty.
-func (n *Node) lagHealth() []string {
-	var h []string
-	if q := n.RepairQueue(); q > 0 {
-		h = append(h, fmt.Sprintf("%d messages wait for repair", q))
-	}
-	for _, p := range n.PeerSyncs() {
-		if p.LastError != "" {
-			h = append(h, fmt.Sprintf("last reconciliation with node %d failed: %s", p.Node, clipLag(p.LastError)))
-		}
-	}
-	return h
-}
-
 // lagToPB fills the lag fields of a NodeStatus answer.
 func (n *Node) lagToPB(resp *pb.NodeStatusResponse) {
 	_, rbytes, _ := n.Repaired()
@@ -108,29 +92,4 @@ func (n *Node) lagToPB(resp *pb.NodeStatusResponse) {
 		}
 		resp.Peers = append(resp.Peers, ps)
 	}
-}
-
-// PeerSyncsFromPB converts the peer figures of a NodeStatus answer, for the
-// cluster status table.
-func PeerSyncsFromPB(ps []*pb.PeerSync) []lazaret.PeerSyncStatus {
-	out := make([]lazaret.PeerSyncStatus, 0, len(ps))
-	for _, p := range ps {
-		s := lazaret.PeerSyncStatus{Node: int(p.GetNode()), Differences: p.GetDifferences(), Bytes: p.GetBytes(), LastError: p.GetLastError()}
-		if p.GetLastSuccess() != nil {
-			s.LastSuccess = p.GetLastSuccess().AsTime()
-		}
-		if p.GetLastAttempt() != nil {
-			s.LastAttempt = p.GetLastAttempt().AsTime()
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// clipLag shortens an error for a health line.
-func clipLag(s string) string {
-	if len(s) > 120 {
-		return s[:117] + "..."
-	}
-	return s
 }

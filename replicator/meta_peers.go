@@ -8,7 +8,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // Asking peers for a record
@@ -52,7 +52,7 @@ func (n *Node) fetchFromPeers(ctx context.Context, op string, id lazaret.ID) err
 				cctx, cancel := context.WithTimeout(ctx, cl.cfg.PeerTimeout)
 				resp, err = client.GetMeta(cctx, req)
 				cancel()
-				err = peerError(err)
+				err = wire.PeerError(err)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -61,7 +61,7 @@ func (n *Node) fetchFromPeers(ctx context.Context, op string, id lazaret.ID) err
 				return
 			}
 			for _, p := range resp.GetMessages() {
-				if m := rpc.MessageFromPB(p); m.ID == id {
+				if m := wire.MessageFromPB(p); m.ID == id {
 					merged = lazaret.Merge(merged, m)
 				}
 			}

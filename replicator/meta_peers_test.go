@@ -20,11 +20,11 @@ func TestMissingRecordAsksPeers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	tc := newTestCluster(t, 3, false, func(c *Config) { c.Cluster.AntiEntropy.Disabled = true })
-	tc.net.setDown(3, true)
+	tc.net.SetDown(3, true)
 	rng := rand.New(rand.NewPCG(31, 32))
 	bodies := putN(t, ctx, tc.node(1).node, rng, 4, func() int { return mixSize(rng) })
 	waitPushed(t, tc.node(1))
-	tc.net.setDown(3, false)
+	tc.net.SetDown(3, false)
 	n3 := tc.node(3)
 	var ids []lazaret.ID
 	for id := range bodies {
@@ -80,8 +80,8 @@ func TestReadByNewerPlacement(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	tc := newTestCluster(t, 5, false, fastAE)
-	tc.net.setDown(4, true)
-	tc.net.setDown(5, true)
+	tc.net.SetDown(4, true)
+	tc.net.SetDown(5, true)
 	rng := rand.New(rand.NewPCG(41, 42))
 	bodies := putN(t, ctx, tc.node(1).node, rng, 1, func() int { return 300_000 })
 	var id lazaret.ID
@@ -93,8 +93,8 @@ func TestReadByNewerPlacement(t *testing.T) {
 	if err != nil || old.Placement.K != 1 || old.Placement.M != 0 {
 		t.Fatalf("node 2's record before the spread: %+v, %v", old, err)
 	}
-	tc.net.setDown(4, false)
-	tc.net.setDown(5, false)
+	tc.net.SetDown(4, false)
+	tc.net.SetDown(5, false)
 	waitFor(t, "spread", 30*time.Second, func() error {
 		if c, _, _ := tc.node(1).node.UnderProtected(); c != 0 {
 			return errors.New("still under-protected")

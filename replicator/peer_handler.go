@@ -13,7 +13,7 @@ import (
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // PeerHandler serves the data side of the peer API (lazaretpb.PeerServer)
@@ -46,7 +46,7 @@ func (n *Node) PeerHandler() *PeerHandler { return &PeerHandler{n: n} }
 func (h *PeerHandler) PutShard(stream grpc.ClientStreamingServer[pb.PutShardRequest, pb.PutShardResponse]) error {
 	info, err := h.putShard(stream)
 	if err != nil {
-		return peerStatus(err)
+		return wire.Status(err)
 	}
 	return stream.SendAndClose(&pb.PutShardResponse{Sha256: info.SHA256[:], Size: info.Size})
 }
@@ -85,7 +85,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 		}
 		if c := msg.GetChunk(); c != nil {
 			if _, err := w.Write(c); err != nil {
-				return none, fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)
+				return none, lazaret.Temporary(err)
 			}
 			continue
 		}
@@ -106,7 +106,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 			return none, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: shard %d received as %d bytes SHA-256 %x, sender says %d bytes %x", lazaret.ErrCorrupt, spec.Index, info.Size, info.SHA256[:8], tr.GetSize(), tr.GetSha256())}
 		}
 		if err := h.n.store.CommitShards(stream.Context(), w); err != nil {
-			return none, fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)
+			return none, lazaret.Temporary(err)
 		}
 		return info, nil
 	}
@@ -118,7 +118,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 // also be the one its placement names (same size and SHA-256). The reader
 // checks the SHA-256 of what it receives against the placement as well.
 func (h *PeerHandler) GetShard(req *pb.GetShardRequest, stream grpc.ServerStreamingServer[pb.GetShardResponse]) error {
-	return peerStatus(h.getShard(req, stream))
+	return wire.Status(h.getShard(req, stream))
 }
 
 func (h *PeerHandler) getShard(req *pb.GetShardRequest, stream grpc.ServerStreamingServer[pb.GetShardResponse]) error {
@@ -175,16 +175,16 @@ func (h *PeerHandler) getShard(req *pb.GetShardRequest, stream grpc.ServerStream
 func (h *PeerHandler) DeleteShards(ctx context.Context, req *pb.DeleteShardsRequest) (*pb.DeleteShardsResponse, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, peerStatus(&lazaret.Error{Op: "peer.deleteshards", Err: err})
+		return nil, wire.Status(&lazaret.Error{Op: "peer.deleteshards", Err: err})
 	}
 	if gen := req.GetGeneration(); gen != 0 {
 		if _, err := h.n.store.DeleteShard(id, int(req.GetIndex()), gen); err != nil {
-			return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+			return nil, wire.Status(lazaret.Temporary(err))
 		}
 		return &pb.DeleteShardsResponse{}, nil
 	}
 	if err := h.n.store.DeleteShards(id); err != nil {
-		return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		return nil, wire.Status(lazaret.Temporary(err))
 	}
 	return &pb.DeleteShardsResponse{}, nil
 }
@@ -194,11 +194,11 @@ func (h *PeerHandler) DeleteShards(ctx context.Context, req *pb.DeleteShardsRequ
 func (h *PeerHandler) PushMeta(ctx context.Context, req *pb.PushMetaRequest) (*pb.PushMetaResponse, error) {
 	ms := make([]*lazaret.Metadata, 0, len(req.GetMessages()))
 	for _, p := range req.GetMessages() {
-		ms = append(ms, rpc.MessageFromPB(p))
+		ms = append(ms, wire.MessageFromPB(p))
 	}
 	applied, err := h.n.applyPushed(ctx, ms)
 	if err != nil {
-		return nil, peerStatus(err)
+		return nil, wire.Status(err)
 	}
 	return &pb.PushMetaResponse{Applied: int32(applied)}, nil
 }
@@ -208,22 +208,22 @@ func (h *PeerHandler) PushMeta(ctx context.Context, req *pb.PushMetaRequest) (*p
 func (h *PeerHandler) GetMeta(ctx context.Context, req *pb.GetMetaRequest) (*pb.GetMetaResponse, error) {
 	const op = "peer.getmeta"
 	if len(req.GetIds()) > pushBatch {
-		return nil, peerStatus(&lazaret.Error{Op: op, Err: fmt.Errorf("%w: %d ids, at most %d", lazaret.ErrInvalidArgument, len(req.GetIds()), pushBatch)})
+		return nil, wire.Status(&lazaret.Error{Op: op, Err: fmt.Errorf("%w: %d ids, at most %d", lazaret.ErrInvalidArgument, len(req.GetIds()), pushBatch)})
 	}
 	resp := &pb.GetMetaResponse{}
 	for _, s := range req.GetIds() {
 		id, err := lazaret.ParseID(s)
 		if err != nil {
-			return nil, peerStatus(&lazaret.Error{Op: op, Err: err})
+			return nil, wire.Status(&lazaret.Error{Op: op, Err: err})
 		}
 		m, err := h.n.store.Meta(id)
 		if errors.Is(err, lazaret.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+			return nil, wire.Status(lazaret.Temporary(err))
 		}
-		resp.Messages = append(resp.Messages, rpc.MessageToPB(m))
+		resp.Messages = append(resp.Messages, wire.MessageToPB(m))
 	}
 	return resp, nil
 }
@@ -234,7 +234,7 @@ func (h *PeerHandler) GetMeta(ctx context.Context, req *pb.GetMetaRequest) (*pb.
 func (h *PeerHandler) NodeStatus(ctx context.Context, req *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
 	st, err := h.n.store.Stats()
 	if err != nil {
-		return nil, peerStatus(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		return nil, wire.Status(lazaret.Temporary(err))
 	}
 	count, bytes, oldest := h.n.UnderProtected()
 	resp := &pb.NodeStatusResponse{

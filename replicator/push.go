@@ -10,7 +10,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // Metadata everywhere
@@ -89,7 +89,7 @@ func (p *pusher) push(ctx context.Context, batch []*lazaret.Metadata) {
 	}
 	req := &pb.PushMetaRequest{}
 	for _, id := range order {
-		req.Messages = append(req.Messages, rpc.MessageToPB(latest[id]))
+		req.Messages = append(req.Messages, wire.MessageToPB(latest[id]))
 	}
 	_, alive, self := cl.liveMembers()
 	var wg sync.WaitGroup
@@ -103,7 +103,7 @@ func (p *pusher) push(ctx context.Context, batch []*lazaret.Metadata) {
 				cctx, cancel := context.WithTimeout(ctx, cl.cfg.PeerTimeout)
 				_, err = client.PushMeta(cctx, req)
 				cancel()
-				err = peerError(err)
+				err = wire.PeerError(err)
 			}
 			if err != nil && ctx.Err() == nil {
 				p.n.log.Warn("metadata push failed; left to anti-entropy", "node", mb.Number, "messages", len(req.Messages), "err", err)
@@ -132,7 +132,7 @@ func (n *Node) pushToHolders(m *lazaret.Metadata, quorum int) int {
 	if len(holders) == 0 {
 		return 0
 	}
-	req := &pb.PushMetaRequest{Messages: []*pb.Message{rpc.MessageToPB(m)}}
+	req := &pb.PushMetaRequest{Messages: []*pb.Message{wire.MessageToPB(m)}}
 	answers := make(chan error, len(holders))
 	for _, node := range holders {
 		started := cl.goBackground(func() {
@@ -141,7 +141,7 @@ func (n *Node) pushToHolders(m *lazaret.Metadata, quorum int) int {
 				ctx, cancel := context.WithTimeout(cl.ctx, cl.cfg.PeerTimeout)
 				_, err = client.PushMeta(ctx, req)
 				cancel()
-				err = peerError(err)
+				err = wire.PeerError(err)
 			}
 			if err != nil {
 				err = fmt.Errorf("node %d: %w", node, err)
@@ -213,7 +213,7 @@ func (n *Node) removeShardsEverywhere(ctx context.Context, m *lazaret.Metadata) 
 				cctx, cancel := context.WithTimeout(ctx, n.cl.cfg.PeerTimeout)
 				_, err = client.DeleteShards(cctx, &pb.DeleteShardsRequest{Id: string(m.ID)})
 				cancel()
-				err = peerError(err)
+				err = wire.PeerError(err)
 			}
 			if err != nil {
 				n.log.Warn("delete: removing shards on a peer failed; its copy of the tombstone or retention will", "id", m.ID, "node", node, "err", err)
@@ -265,7 +265,7 @@ func (n *Node) mergeOne(ctx context.Context, in *lazaret.Metadata) (bool, error)
 		return false, nil
 	}
 	if err := n.store.PutMeta(ctx, win); err != nil {
-		return false, &lazaret.Error{Op: op, ID: in.ID, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return false, &lazaret.Error{Op: op, ID: in.ID, Err: lazaret.Temporary(err)}
 	}
 	if n.cl != nil {
 		n.trackUnder(win)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
+	"github.com/lazaret/lazaret/replicator/erasure"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // Repair (docs/antientropy.md, "Repair")
@@ -465,7 +467,7 @@ func (r *repairer) check(ctx context.Context, id lazaret.ID, verify bool) error 
 
 // firstTarget returns the target of the lowest index in targets: the one
 // node that fills all of them (see fill).
-func firstTarget(targets map[int]Member) (Member, bool) {
+func firstTarget(targets map[int]member.Member) (member.Member, bool) {
 	lowest := -1
 	for idx := range targets {
 		if lowest < 0 || idx < lowest {
@@ -473,7 +475,7 @@ func firstTarget(targets map[int]Member) (Member, bool) {
 		}
 	}
 	if lowest < 0 {
-		return Member{}, false
+		return member.Member{}, false
 	}
 	return targets[lowest], true
 }
@@ -501,8 +503,8 @@ func (n *Node) verifyLocalShard(id lazaret.ID, loc lazaret.ShardLoc) error {
 // members (not retired) in rendezvous order for id, skipping those that
 // hold a shard of the message already; indices in ascending order take
 // them in turn. Indices left without a target (too few nodes) are absent.
-func fillTargets(id lazaret.ID, pl lazaret.Placement, alive []Member, removed func(int) bool) map[int]Member {
-	code := Code{pl.K, pl.M}
+func fillTargets(id lazaret.ID, pl lazaret.Placement, alive []member.Member, removed func(int) bool) map[int]member.Member {
+	code := erasure.Code{K: pl.K, M: pl.M}
 	used := map[int]bool{}
 	placed := map[int]bool{}
 	for _, s := range pl.Shards {
@@ -511,14 +513,14 @@ func fillTargets(id lazaret.ID, pl lazaret.Placement, alive []Member, removed fu
 			placed[s.Index] = true
 		}
 	}
-	var eligible []Member
+	var eligible []member.Member
 	for _, m := range alive {
 		if !removed(m.Number) {
 			eligible = append(eligible, m)
 		}
 	}
 	ranked := rankMembers(id, eligible)
-	out := map[int]Member{}
+	out := map[int]member.Member{}
 	next := 0
 	for idx := range code.Shards() {
 		if placed[idx] {
@@ -570,7 +572,7 @@ func (r *repairer) done(id lazaret.ID, bytes int64) {
 // index into a finished, uncommitted local writer.
 func (r *repairer) rebuildShard(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, index int) (*objstore.ShardWriter, lazaret.ShardLoc, error) {
 	n := r.n
-	code := Code{pl.K, pl.M}
+	code := erasure.Code{K: pl.K, M: pl.M}
 	sink, err := n.newLocalSink(m.ID, code, index)
 	if err != nil {
 		return nil, lazaret.ShardLoc{}, err
@@ -644,14 +646,14 @@ func finishTargets(ts []*repairTarget, size int64) ([]lazaret.ShardLoc, *objstor
 // each target's shard to it (a failing target keeps its error and is
 // skipped; callers check). Every byte read and written is charged to the token
 // bucket. It returns the body size.
-func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazaret.Placement, skip int, code Code, chunk int, ts []*repairTarget) (int64, error) {
+func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazaret.Placement, skip int, code erasure.Code, chunk int, ts []*repairTarget) (int64, error) {
 	n := r.n
 	id := m.ID
-	srcEnc, err := n.cl.codecs.get(Code{src.K, src.M})
+	srcEnc, err := n.cl.codecs.Get(erasure.Code{K: src.K, M: src.M})
 	if err != nil {
 		return 0, err
 	}
-	enc, err := n.cl.codecs.get(code)
+	enc, err := n.cl.codecs.Get(code)
 	if err != nil {
 		return 0, err
 	}
@@ -663,14 +665,14 @@ func (r *repairer) transcode(ctx context.Context, m *lazaret.Metadata, src lazar
 		}
 		cands = append(cands, c)
 	}
-	rd := newStripeReader(ctx, id, src, m.Size, m.SHA256, srcEnc, cands, n.openPlacedShard(id, Code{src.K, src.M}, m.Size), n.shardFailed(id))
+	rd := erasure.NewStripeReader(ctx, id, src, m.Size, m.SHA256, srcEnc, cands, n.openPlacedShard(id, erasure.Code{K: src.K, M: src.M}, m.Size), n.shardFailed(id))
 	defer rd.Close()
 	if chunk <= 0 {
 		chunk = int(min(max(m.Size, 1), 1<<20))
 	}
 	body := &bucketReader{ctx: ctx, r: rd, b: r.bucket}
 	pieces := make([][]byte, len(ts))
-	size, err := encodeStripes(enc, code, chunk, body, func(all [][]byte) error {
+	size, err := erasure.EncodeStripes(enc, code, chunk, body, func(all [][]byte) error {
 		out := 0
 		for i, t := range ts {
 			pieces[i] = all[t.index]
@@ -729,10 +731,10 @@ func (r *repairer) abortUnplaced(id lazaret.ID, ts []*repairTarget) {
 // dropping each other's shards through lazaret.Merge rule 4 (the newer
 // placement wins whole). A target that failed is left unplaced and the
 // check is retried.
-func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, targets map[int]Member, infos []objstore.ShardInfo) error {
+func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Placement, targets map[int]member.Member, infos []objstore.ShardInfo) error {
 	n := r.n
 	self := n.cfg.NodeNumber
-	code := Code{pl.K, pl.M}
+	code := erasure.Code{K: pl.K, M: pl.M}
 	var locs []lazaret.ShardLoc
 	reused := map[int]bool{}
 	var ts []*repairTarget
@@ -854,7 +856,7 @@ func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Pla
 	up.Version = n.hlc.Now()
 	up.Placement.Version = up.Version // see lazaret.Merge rule 4
 	if err := n.store.PutMeta(ctx, up); err != nil {
-		return &lazaret.Error{Op: "repair", ID: m.ID, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return &lazaret.Error{Op: "repair", ID: m.ID, Err: lazaret.Temporary(err)}
 	}
 	n.changed(up)
 	for i, loc := range placed {
@@ -887,9 +889,9 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	all, alive, self := cl.liveMembers()
 	code := clusterCode(cl.policy, all)
 	if t := cl.cfg.SmallMessageThreshold; t > 0 && code.K > 1 && m.Size < t {
-		code = Code{K: 1, M: code.M}
+		code = erasure.Code{K: 1, M: code.M}
 	}
-	quorum := writeQuorum(cl.cfg.WriteQuorum, code)
+	quorum := erasure.WriteQuorum(cl.cfg.WriteQuorum, code)
 	targets := placeShards(m.ID, alive, code.Shards())
 	if len(targets) < quorum || len(targets) < 2 {
 		// Not yet: a membership change queues it again, and so does a
@@ -901,7 +903,7 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	}
 	// This node, if a target, takes shard 0: committing it replaces the
 	// whole copy (also shard 0) in the same transaction as the placement.
-	if i := slices.IndexFunc(targets, func(t Member) bool { return t.Number == self.Number }); i > 0 {
+	if i := slices.IndexFunc(targets, func(t member.Member) bool { return t.Number == self.Number }); i > 0 {
 		t := targets[i]
 		copy(targets[1:i+1], targets[:i])
 		targets[0] = t
@@ -959,7 +961,7 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 		ws = append(ws, local)
 	}
 	if err := n.store.Commit(ctx, up, ws...); err != nil {
-		return &lazaret.Error{Op: "repair", ID: m.ID, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return &lazaret.Error{Op: "repair", ID: m.ID, Err: lazaret.Temporary(err)}
 	}
 	committed = true
 	n.changed(up)

@@ -31,10 +31,10 @@ func TestRepairThroughputTable(t *testing.T) {
 		count := min(2000, (48<<20)/size)
 		putN(t, ctx, tc.node(1).node, rng, count, func() int { return size })
 		waitFor(t, "metadata everywhere", 60*time.Second, func() error { return sameMeta(tc.nodes) })
-		tc.net.setDown(3, true)
+		tc.net.SetDown(3, true)
 		tn := tc.restart(t, 3, true, fast)
 		start := time.Now()
-		tc.net.setDown(3, false)
+		tc.net.SetDown(3, false)
 		waitFor(t, "node 3 rebuilt", 5*time.Minute, func() error {
 			if err := sameMeta(tc.nodes); err != nil {
 				return err

@@ -9,17 +9,8 @@ import (
 	"time"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/replicator/member"
 )
-
-// setState sets node number's membership state as every member sees it,
-// without touching its connections: gossip flapping on a healthy network.
-func (f *fakeNet) setState(number int, st MemberState) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	m := f.members[number]
-	m.State = st
-	f.members[number] = m
-}
 
 // TestRepairFillUnderFlappingMembership: messages the isolated node 3 took
 // in with only its own shard are filled by the others while membership
@@ -31,8 +22,8 @@ func TestRepairFillUnderFlappingMembership(t *testing.T) {
 	defer cancel()
 	tc := newTestCluster(t, 5, false, fastAE)
 	// Cut node 3's link; membership still shows it alive.
-	tc.net.setDown(3, true)
-	tc.net.setState(3, MemberAlive)
+	tc.net.SetDown(3, true)
+	tc.net.SetState(3, member.Alive)
 	n1, n3 := tc.node(1).node, tc.node(3).node
 	rng := rand.New(rand.NewPCG(3, 5))
 	bodies := putN(t, ctx, n3, rng, 20, func() int { return 2000 + rng.IntN(2000) })
@@ -42,16 +33,16 @@ func TestRepairFillUnderFlappingMembership(t *testing.T) {
 	c3, _, _ := n3.UnderProtected()
 	c1, _, _ := n1.UnderProtected()
 	t.Logf("under-protected during the cut: node 3 %d, node 1 %d", c3, c1)
-	tc.net.setDown(3, false)
+	tc.net.SetDown(3, false)
 	flapEnd := time.Now().Add(3 * time.Second)
 	for time.Now().Before(flapEnd) {
 		n := 1 + rng.IntN(5)
 		if n == 3 {
 			continue
 		}
-		tc.net.setState(n, MemberSuspect)
+		tc.net.SetState(n, member.Suspect)
 		time.Sleep(time.Duration(5+rng.IntN(30)) * time.Millisecond)
-		tc.net.setState(n, MemberAlive)
+		tc.net.SetState(n, member.Alive)
 		time.Sleep(time.Duration(rng.IntN(10)) * time.Millisecond)
 	}
 	start := time.Now()
@@ -98,8 +89,8 @@ func TestRepairFillUnderFlappingMembership(t *testing.T) {
 // membership still shows it alive, as a lossy link under a gossip view
 // that has not caught up.
 func (tc *testCluster) cutLink(number int, cut bool) {
-	tc.net.setDown(number, cut)
-	tc.net.setState(number, MemberAlive)
+	tc.net.SetDown(number, cut)
+	tc.net.SetState(number, member.Alive)
 }
 
 // waitPushed waits until every change node tn queued for pushing was tried.

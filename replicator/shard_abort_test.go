@@ -3,6 +3,7 @@ package replicator
 import (
 	"context"
 	"fmt"
+	"github.com/lazaret/lazaret/replicator/erasure"
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
@@ -47,8 +48,8 @@ func TestSpreadTwiceKeepsShards(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	tc := newTestCluster(t, 5, false, fastAE)
-	tc.net.setDown(4, true)
-	tc.net.setDown(5, true)
+	tc.net.SetDown(4, true)
+	tc.net.SetDown(5, true)
 	n1 := tc.node(1)
 	rng := rand.New(rand.NewPCG(21, 22))
 	bodies := putN(t, ctx, n1.node, rng, 1, func() int { return 300_000 })
@@ -64,7 +65,7 @@ func TestSpreadTwiceKeepsShards(t *testing.T) {
 	var streams atomic.Int32
 	release := make(chan struct{})
 	first := make(chan struct{})
-	tc.net.setPutHook(2, func(ctx context.Context, received int) error {
+	tc.net.SetPutHook(2, func(ctx context.Context, received int) error {
 		if received == 0 {
 			if streams.Add(1) == 1 {
 				close(first)
@@ -80,8 +81,8 @@ func TestSpreadTwiceKeepsShards(t *testing.T) {
 		}
 		return nil
 	})
-	tc.net.setDown(4, false)
-	tc.net.setDown(5, false)
+	tc.net.SetDown(4, false)
+	tc.net.SetDown(5, false)
 	select {
 	case <-first:
 	case <-ctx.Done():
@@ -112,7 +113,7 @@ func TestSpreadTwiceKeepsShards(t *testing.T) {
 	if err := placedShardsStored(tc, 1, id); err != nil {
 		t.Fatal(err)
 	}
-	tc.net.setDown(1, true)
+	tc.net.SetDown(1, true)
 	if err := readBack(ctx, tc.node(2).node, id, bodies[id]); err != nil {
 		t.Fatalf("origin down after the spread: %v", err)
 	}
@@ -133,7 +134,7 @@ func TestRemoteAbortTakesBackOnlyItsWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code := Code{2, 1}
+	code := erasure.Code{K: 2, M: 1}
 	body := []byte("a piece of a shard, long enough to be a few bytes")
 	send := func(index int) (shardSink, lazaret.ShardLoc) {
 		t.Helper()
@@ -183,8 +184,8 @@ func TestSpreadHolderFailsCommit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	tc := newTestCluster(t, 5, false, fastAE)
-	tc.net.setDown(4, true)
-	tc.net.setDown(5, true)
+	tc.net.SetDown(4, true)
+	tc.net.SetDown(5, true)
 	n1 := tc.node(1)
 	rng := rand.New(rand.NewPCG(23, 24))
 	bodies := putN(t, ctx, n1.node, rng, 1, func() int { return 400_000 })
@@ -193,14 +194,14 @@ func TestSpreadHolderFailsCommit(t *testing.T) {
 		id = i
 	}
 	var failed atomic.Bool
-	tc.net.setPutHook(3, func(ctx context.Context, received int) error {
+	tc.net.SetPutHook(3, func(ctx context.Context, received int) error {
 		if received >= 2 && failed.CompareAndSwap(false, true) {
 			return status.Errorf(codes.Unavailable, "node 3: disk error")
 		}
 		return nil
 	})
-	tc.net.setDown(4, false)
-	tc.net.setDown(5, false)
+	tc.net.SetDown(4, false)
+	tc.net.SetDown(5, false)
 	waitFor(t, "spread and fill", 30*time.Second, func() error {
 		if err := placedShardsStored(tc, 1, id); err != nil {
 			return err
@@ -220,8 +221,8 @@ func TestSpreadHolderFailsCommit(t *testing.T) {
 			t.Errorf("the spread named node 3, whose shard failed: %q", e.Detail)
 		}
 	}
-	tc.net.setDown(1, true)
-	tc.net.setDown(2, true)
+	tc.net.SetDown(1, true)
+	tc.net.SetDown(2, true)
 	if err := readBack(ctx, tc.node(3).node, id, bodies[id]); err != nil {
 		t.Fatalf("origin and node 2 down: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"sync"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -318,7 +319,7 @@ func (s *Server) store(ctx context.Context, from string, rcpts []string, cl clie
 	}
 	fields := HeaderFields(head)
 	req := lazaret.PutRequest{
-		Sender: from, Recipients: rcpts, Helo: clean(cl.helo),
+		Sender: from, Recipients: rcpts, Helo: cleanHelo(cl.helo),
 		Verdict: s.verdicts.FromFields(fields), Actor: s.cfg.Actor,
 	}
 	source = "connection"
@@ -328,11 +329,11 @@ func (s *Server) store(ctx context.Context, from string, rcpts []string, cl clie
 	switch {
 	case cl.xforward.Addr.IsValid():
 		// Only trusted relays get an XFORWARD-capable connection.
-		req.ClientIP, req.Helo, source = cl.xforward.Addr.String(), cl.xforward.Helo, "xforward"
+		req.ClientIP, req.Helo, source = cl.xforward.Addr.String(), cleanHelo(cl.xforward.Helo), "xforward"
 	case cl.peer.IsValid() && contains(s.relays, cl.peer):
 		if v, ok := topReceived(fields); ok {
 			if ip, h, ok := ReceivedClient(v); ok {
-				req.ClientIP, req.Helo, source = ip.String(), h, "received"
+				req.ClientIP, req.Helo, source = ip.String(), cleanHelo(h), "received"
 			}
 		}
 	}
@@ -394,6 +395,11 @@ func (s *Server) reply(err error, peer netip.Addr) error {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection failed during DATA; nothing stored"}
 	}
 	s.log.Warn("smtp: message not stored; the MTA will retry", "peer", peer.String(), "err", err)
+	if errors.Is(err, lazaret.ErrDiskFull) {
+		// RFC 5321 452 / RFC 3463 4.3.1: mail system full; the MTA keeps
+		// the message and retries.
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later: " + oneLine(err.Error())}
+	}
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Quarantine temporarily unavailable, try again later: " + oneLine(err.Error())}
 }
 
@@ -450,3 +456,18 @@ type pipeAddr struct{}
 
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
+
+// cleanHelo makes a HELO name safe to store (see clean) and cuts it to
+// lazaret.MaxHeloBytes: an overlong HELO is the client's fault, not the
+// message's, and must not get the message refused.
+func cleanHelo(h string) string {
+	h = clean(h)
+	if len(h) <= lazaret.MaxHeloBytes {
+		return h
+	}
+	cut := lazaret.MaxHeloBytes
+	for cut > 0 && !utf8.RuneStart(h[cut]) {
+		cut--
+	}
+	return h[:cut]
+}

@@ -15,6 +15,11 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || optional+=(haproxy)
 # The network fault tests (test/netns_*_test.go) run nodes in network
 # namespaces with ip (iproute2); without root they skip.
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || optional+=(iproute2)
+# The S3 tests (test/s3_*_test.go) run real clients: rclone, Debian's aws
+# cli (/usr/bin/aws) and curl.
+command -v rclone >/dev/null || optional+=(rclone)
+[ -x /usr/bin/aws ] || optional+=(awscli)
+command -v curl >/dev/null || optional+=(curl)
 # cmd/lazaret's /metrics test runs `promtool check metrics` (package prometheus).
 command -v promtool >/dev/null || optional+=(prometheus)
 # test/deb_test.go checks `make deb`'s package with lintian and its units with

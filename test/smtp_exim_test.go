@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,15 +226,4 @@ func TestSMTPEximQuarantineAndRelease(t *testing.T) {
 	if !strings.Contains(ex.mainlog(), "P=esmtp") || !strings.Contains(ex.mainlog(), "R=destination") {
 		t.Errorf("Exim's log does not show the release routed to the destination:\n%s", ex.mainlog())
 	}
-}
-
-// freeAddrOn returns an address on host with a port nobody listens on.
-func freeAddrOn(t *testing.T, host string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -10,13 +10,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/lazaret/lazaret"
-	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/progress"
+	"github.com/lazaret/lazaret/proto/rpc"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // The benchmark's mail-size mix, typical of a quarantine: mostly small spam,
@@ -82,10 +85,13 @@ func (r benchResult) pct(p float64) time.Duration {
 	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
+// progressFunc starts reporting the progress of a phase (Main.progress).
+type progressFunc func(label, unit string, total int64) *progress.Reporter
+
 // runParallel calls op(i) for i in [0, n) from conc goroutines and times
-// it, showing its progress on stderr.
-func (m *Main) runParallel(name string, n, conc int, size func(i int) int, op func(i int) error) (benchResult, error) {
-	rep := m.progress(name, "msgs", int64(n))
+// it, showing its progress through report.
+func runParallel(name string, n, conc int, size func(i int) int, report progressFunc, op func(i int) error) (benchResult, error) {
+	rep := report(name, "msgs", int64(n))
 	defer rep.Finish()
 	lat := make([]time.Duration, n)
 	var next atomic.Int64
@@ -119,9 +125,54 @@ func (m *Main) runParallel(name string, n, conc int, size func(i int) int, op fu
 	return benchResult{name: name, msgs: n, bytes: total.Load(), elapsed: time.Since(start), latencies: lat}, firstErr
 }
 
+// benchRun is one `lazaret bench`: its options, the node, the generated
+// bodies and the ids they were stored under.
+type benchRun struct {
+	socket   string
+	mode     string // put, get or all
+	count    int
+	conc     int
+	seed     uint64
+	baseDir  string
+	smtpAddr string
+	codeFlag string
+	progress progressFunc
+
+	c      *rpc.Client
+	st     *lazaret.NodeStatus
+	scale  float64 // (k+m)/k: the baseline writes as many bytes as the cluster
+	bodies [][]byte
+	ids    []lazaret.ID // stored through the API
+	smtp   []lazaret.ID // stored through the SMTP filter
+}
+
+func (b *benchRun) size(i int) int { return len(b.bodies[i]) }
+
 // bench measures put and get throughput against a running node, beside a
 // same-run baseline of fsync'd file writes of the same bytes on the same disk.
 func (m *Main) bench(ctx context.Context, args []string) error {
+	b, err := m.benchFlags(args)
+	if err != nil {
+		return err
+	}
+	if b.c, err = dial(b.socket); err != nil {
+		return err
+	}
+	defer b.c.Close()
+	if err := b.prepare(ctx, m.Stdout); err != nil {
+		return err
+	}
+	defer b.deleteAll(ctx) // leave the node as found
+	results, err := b.run(ctx)
+	if err != nil {
+		return err
+	}
+	b.report(m.Stdout, results)
+	return nil
+}
+
+// benchFlags parses the command line.
+func (m *Main) benchFlags(args []string) (*benchRun, error) {
 	fs := m.newFlags("bench", "put|get|all")
 	socket := m.socketFlag(fs)
 	count := fs.Int("count", 1000, "messages per phase")
@@ -132,34 +183,56 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	codeFlag := fs.String("code", "", `erasure code "k+m" the cluster uses, for the baseline's (k+m)/k bytes; default: by cluster size`)
 	pos, err := parse(fs, args)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mode := "all"
 	if len(pos) == 1 {
 		mode = pos[0]
 	}
 	if len(pos) > 1 || (mode != "put" && mode != "get" && mode != "all") {
-		return usagef("want put, get or all")
+		return nil, usagef("want put, get or all")
 	}
 	if *count <= 0 || *conc <= 0 {
-		return usagef("--count and --concurrency must be positive")
+		return nil, usagef("--count and --concurrency must be positive")
 	}
-	c, err := dial(*socket)
+	return &benchRun{socket: *socket, mode: mode, count: *count, conc: *conc, seed: *seed, baseDir: *baseDir, smtpAddr: *smtpAddr, codeFlag: *codeFlag, progress: m.progress}, nil
+}
+
+// prepare asks the node for its status, picks the baseline's directory and
+// scale, and generates the bodies.
+func (b *benchRun) prepare(ctx context.Context, stdout io.Writer) error {
+	st, err := b.c.Status(ctx)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	st, err := c.Status(ctx)
+	b.st = st
+	if b.baseDir == "" {
+		b.baseDir = filepath.Join(filepath.Dir(st.DataDir), "bench-baseline")
+	}
+	code, err := benchCode(b.codeFlag, st)
 	if err != nil {
 		return err
 	}
-	if *baseDir == "" {
-		*baseDir = filepath.Join(filepath.Dir(st.DataDir), "bench-baseline")
+	b.scale = float64(code.K+code.M) / float64(code.K)
+	r := rand.New(rand.NewPCG(b.seed, 0))
+	b.bodies = make([][]byte, b.count)
+	var total int64
+	for i := range b.bodies {
+		b.bodies[i] = benchBody(r, i, mixSize(r))
+		total += int64(len(b.bodies[i]))
 	}
-	// A cluster stores (k+m)/k times the bytes; the baseline writes as much.
-	code, err := replicator.ParsePolicy(*codeFlag)
+	b.ids = make([]lazaret.ID, b.count)
+	fmt.Fprintf(stdout, "lazaret bench: %d messages (%.1f MB, mix 60%% 2-20KB / 30%% 20-200KB / 10%% 0.2-5MB), concurrency %d, node %d (%s), code %d+%d\n",
+		b.count, float64(total)/1e6, b.conc, st.Node, st.Name, code.K, code.M)
+	return nil
+}
+
+// benchCode is the code the cluster stores with: --code, or the default
+// for the members that have not left.
+func benchCode(flag string, st *lazaret.NodeStatus) (erasure.Code, error) {
+	code, err := erasure.ParsePolicy(flag)
 	if err != nil {
-		return usagef("--code: %v", err)
+		return code, usagef("--code: %v", err)
 	}
 	if code.K == 0 {
 		size := 0
@@ -168,117 +241,140 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 				size++
 			}
 		}
-		code = replicator.DefaultCode(size)
+		code = erasure.DefaultCode(size)
 	}
-	scale := float64(code.K+code.M) / float64(code.K)
+	return code, nil
+}
 
-	r := rand.New(rand.NewPCG(*seed, 0))
-	bodies := make([][]byte, *count)
-	for i := range bodies {
-		bodies[i] = benchBody(r, i, mixSize(r))
-	}
-	size := func(i int) int { return len(bodies[i]) }
-	var total int64
-	for _, b := range bodies {
-		total += int64(len(b))
-	}
-	fmt.Fprintf(m.Stdout, "lazaret bench: %d messages (%.1f MB, mix 60%% 2-20KB / 30%% 20-200KB / 10%% 0.2-5MB), concurrency %d, node %d (%s), code %d+%d\n",
-		*count, float64(total)/1e6, *conc, st.Node, st.Name, code.K, code.M)
-
+// run runs the phases the mode asks for and returns their results in
+// table order: puts (API, SMTP), the fsync baseline, gets, file reads.
+func (b *benchRun) run(ctx context.Context) ([]benchResult, error) {
 	var results []benchResult
-	ids := make([]lazaret.ID, *count)
-	put, err := m.runParallel("lazaret put", *count, *conc, size, func(i int) error {
-		md, err := c.Put(ctx, lazaret.PutRequest{Sender: "bench@example.org", Recipients: []string{"user@example.com"},
-			Verdict: lazaret.Verdict{Kind: lazaret.VerdictSpam, Score: 9}, Actor: "bench"}, bytes.NewReader(bodies[i]))
-		if err == nil {
-			ids[i] = md.ID
-		}
-		return err
-	})
+	put, err := b.puts(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if mode != "get" {
+	if b.mode != "get" {
 		results = append(results, put)
 	}
-	if *smtpAddr != "" && mode != "get" {
-		sb := make([][]byte, len(bodies))
-		for i := range bodies {
-			sb[i] = smtpBody(bodies[i])
-		}
-		sres, sids, err := m.benchSMTP(*smtpAddr, sb, *conc)
-		for _, id := range sids {
-			if id != "" {
-				defer c.Delete(ctx, id, "bench")
-			}
-		}
+	if b.smtpAddr != "" && b.mode != "get" {
+		sres, err := b.smtpPuts()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		results = append(results, sres)
 	}
-	if err := os.MkdirAll(*baseDir, 0o755); err != nil {
-		return err
+	if err := os.MkdirAll(b.baseDir, 0o755); err != nil {
+		return nil, err
 	}
-	defer os.RemoveAll(*baseDir)
-	baseName := "fsync'd file writes"
-	if scale != 1 {
-		baseName = fmt.Sprintf("fsync'd file writes x%.2f", scale)
-	}
-	fsyncRes, err := m.runParallel(baseName, *count, *conc, size, func(i int) error {
-		return writeSynced(filepath.Join(*baseDir, fmt.Sprintf("m%d", i)), scaled(bodies[i], scale))
-	})
+	defer os.RemoveAll(b.baseDir)
+	fsyncRes, err := b.baseline()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if mode != "get" {
+	if b.mode != "get" {
 		results = append(results, fsyncRes)
 	}
-	if mode != "put" {
-		get, err := m.runParallel("lazaret get", *count, *conc, size, func(i int) error {
-			_, body, err := c.Open(ctx, ids[i])
-			if err != nil {
-				return err
-			}
-			defer body.Close()
-			h := sha256.New()
-			if _, err := io.Copy(h, body); err != nil {
-				return err
-			}
-			if [32]byte(h.Sum(nil)) != sha256.Sum256(bodies[i]) {
-				return fmt.Errorf("get %s: wrong bytes", ids[i])
-			}
-			return nil
-		})
+	if b.mode != "put" {
+		get, read, err := b.gets(ctx)
 		if err != nil {
-			return err
-		}
-		read, err := m.runParallel("file reads", *count, *conc, size, func(i int) error {
-			_, err := os.ReadFile(filepath.Join(*baseDir, fmt.Sprintf("m%d", i)))
-			return err
-		})
-		if err != nil {
-			return err
+			return nil, err
 		}
 		results = append(results, get, read)
 	}
-	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	return results, nil
+}
+
+// puts stores every body through the API.
+func (b *benchRun) puts(ctx context.Context) (benchResult, error) {
+	return runParallel("lazaret put", b.count, b.conc, b.size, b.progress, func(i int) error {
+		md, err := b.c.Put(ctx, lazaret.PutRequest{Sender: "bench@example.org", Recipients: []string{"user@example.com"},
+			Verdict: lazaret.Verdict{Kind: lazaret.VerdictSpam, Score: 9}, Actor: "bench"}, bytes.NewReader(b.bodies[i]))
+		if err == nil {
+			b.ids[i] = md.ID
+		}
+		return err
+	})
+}
+
+// smtpPuts stores every body again through the SMTP filter.
+func (b *benchRun) smtpPuts() (benchResult, error) {
+	sb := make([][]byte, len(b.bodies))
+	for i := range b.bodies {
+		sb[i] = smtpBody(b.bodies[i])
+	}
+	sres, sids, err := benchSMTP(b.smtpAddr, sb, b.conc, b.progress)
+	b.smtp = sids
+	return sres, err
+}
+
+// baseline writes every body, scaled, as an fsync'd file.
+func (b *benchRun) baseline() (benchResult, error) {
+	name := "fsync'd file writes"
+	if b.scale != 1 {
+		name = fmt.Sprintf("fsync'd file writes x%.2f", b.scale)
+	}
+	return runParallel(name, b.count, b.conc, b.size, b.progress, func(i int) error {
+		return writeSynced(filepath.Join(b.baseDir, fmt.Sprintf("m%d", i)), scaled(b.bodies[i], b.scale))
+	})
+}
+
+// gets reads every message back through the API, checking its bytes, and
+// reads the baseline's files.
+func (b *benchRun) gets(ctx context.Context) (get, read benchResult, err error) {
+	get, err = runParallel("lazaret get", b.count, b.conc, b.size, b.progress, func(i int) error {
+		_, body, err := b.c.Open(ctx, b.ids[i])
+		if err != nil {
+			return err
+		}
+		defer body.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, body); err != nil {
+			return err
+		}
+		if [32]byte(h.Sum(nil)) != sha256.Sum256(b.bodies[i]) {
+			return fmt.Errorf("get %s: wrong bytes", b.ids[i])
+		}
+		return nil
+	})
+	if err != nil {
+		return get, read, err
+	}
+	read, err = runParallel("file reads", b.count, b.conc, b.size, b.progress, func(i int) error {
+		_, err := os.ReadFile(filepath.Join(b.baseDir, fmt.Sprintf("m%d", i)))
+		return err
+	})
+	return get, read, err
+}
+
+// report prints the table and the put/baseline ratio.
+func (b *benchRun) report(w io.Writer, results []benchResult) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "operation\tmsgs/s\tMB/s\tp50 ms\tp99 ms\t")
+	var put, base benchResult
 	for _, res := range results {
 		fmt.Fprintf(tw, "%s\t%.0f\t%.1f\t%.2f\t%.2f\t\n", res.name, res.perSec(), res.mbps(),
 			float64(res.pct(0.50).Microseconds())/1000, float64(res.pct(0.99).Microseconds())/1000)
-	}
-	tw.Flush()
-	if mode != "get" {
-		fmt.Fprintf(m.Stdout, "put / fsync baseline: %.2f (msgs/s ratio)\n", put.perSec()/fsyncRes.perSec())
-	}
-	// Leave the node as found: the benchmark's messages are deleted.
-	for _, id := range ids {
-		if id != "" {
-			c.Delete(ctx, id, "bench")
+		switch {
+		case res.name == "lazaret put":
+			put = res
+		case strings.HasPrefix(res.name, "fsync'd file writes"):
+			base = res
 		}
 	}
-	return nil
+	tw.Flush()
+	if b.mode != "get" {
+		fmt.Fprintf(w, "put / fsync baseline: %.2f (msgs/s ratio)\n", put.perSec()/base.perSec())
+	}
+}
+
+// deleteAll deletes the messages the benchmark stored.
+func (b *benchRun) deleteAll(ctx context.Context) {
+	for _, id := range append(b.ids, b.smtp...) {
+		if id != "" {
+			b.c.Delete(ctx, id, "bench")
+		}
+	}
 }
 
 // scaled returns b extended (by repeating it) to scale times its length.

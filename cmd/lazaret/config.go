@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -12,7 +13,10 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/daemon"
+	"github.com/lazaret/lazaret/objstore"
 	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/cluster"
 	"github.com/lazaret/lazaret/smtpfilter"
 )
 
@@ -31,6 +35,7 @@ type Config struct {
 	Cluster   ClusterConfig   `toml:"cluster"` // config_cluster.go
 	HTTP      HTTPConfig      `toml:"http"`    // config_http.go
 	Health    HealthConfig    `toml:"health"`  // config_http.go
+	S3        S3Config        `toml:"s3"`      // config_s3.go
 }
 
 // NodeConfig is the [node] table.
@@ -44,6 +49,10 @@ type NodeConfig struct {
 type StoreConfig struct {
 	Data           string `toml:"data"`             // data directory
 	MaxMessageSize Size   `toml:"max_message_size"` // e.g. "64MiB"
+	// MinFree is the space kept free on the data file system: writes that
+	// would leave less are refused with a temporary error. 0 derives it
+	// from the store's memory sizes (about 100 MiB).
+	MinFree Size `toml:"min_free"`
 }
 
 // APIConfig is the [api] table.
@@ -91,25 +100,40 @@ func DefaultConfig() Config {
 		Cluster:   defaultClusterConfig(),
 		HTTP:      defaultHTTPConfig(),
 		Health:    defaultHealthConfig(),
+		S3:        defaultS3Config(),
 	}
 }
 
 // LoadConfig reads a TOML file over the defaults. Unknown keys and bad values
 // are refused, naming the key.
 func LoadConfig(path string) (Config, error) {
-	cfg := DefaultConfig()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return DefaultConfig(), fmt.Errorf("config: %w", err)
 	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig is LoadConfig of a file's contents; name is used in errors.
+func ParseConfig(data []byte, name string) (Config, error) {
+	cfg := DefaultConfig()
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("config %s: %s", path, describeTOMLError(err))
+		return cfg, fmt.Errorf("config %s: %s", name, describeTOMLError(err))
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+		return cfg, fmt.Errorf("config %s: %w", name, err)
 	}
 	return cfg, nil
+}
+
+// loadConfigOr loads the config file at path, or returns the defaults when
+// path is empty.
+func loadConfigOr(path string) (Config, error) {
+	if path == "" {
+		return DefaultConfig(), nil
+	}
+	return LoadConfig(path)
 }
 
 func describeTOMLError(err error) string {
@@ -177,6 +201,9 @@ func (c *Config) Validate() error {
 	if err := c.Health.validate(); err != nil {
 		return err
 	}
+	if err := c.validateS3(); err != nil {
+		return err
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -240,6 +267,43 @@ func (c *Config) replicatorConfig() replicator.Config {
 		rc.Deliverer, rc.RelayName = relay, c.Release.Relay
 	}
 	return rc
+}
+
+// daemonConfig translates the file into the daemon's configuration.
+func (c *Config) daemonConfig() daemon.Config {
+	mode, _ := c.socketMode() // Validate reports a bad one
+	dc := daemon.Config{
+		Node:  c.replicatorConfig(),
+		Store: objstore.DefaultConfig(c.Store.Data),
+
+		API:        daemon.APIConfig{Socket: c.API.Socket, Mode: mode, Group: c.API.SocketGroup},
+		HTTPListen: c.HTTP.Listen,
+		Health:     c.Health.daemonHealth(),
+	}
+	dc.Store.MinFree = int64(c.Store.MinFree)
+	if c.SMTP.Enabled {
+		fc := c.smtpfilterConfig()
+		dc.SMTP = &fc
+	}
+	if c.Index.Postgres != "" {
+		dc.Index = &daemon.IndexConfig{Postgres: c.Index.pgConfig(), Feeder: c.feederConfig(), OutboxMaxRecords: c.Index.OutboxMaxRecords}
+	}
+	if c.S3.Listen != "" {
+		dc.Frontends = append(dc.Frontends, c.s3Frontend()) // serve_s3.go
+	}
+	if c.Cluster.Enabled {
+		cl := c.Cluster
+		dc.Cluster = &cluster.RuntimeConfig{
+			Dir:  cluster.Dir(cl.Dir),
+			Name: c.Node.Name, Number: c.Node.Number,
+			PeerListen: cl.PeerListen, PeerAdvertise: cl.advertised(cl.PeerListen),
+			GossipListen: cl.GossipListen, GossipAdvertise: cl.advertised(cl.GossipListen),
+			Join: cl.Join, Zone: cl.Zone, Version: version, Policy: cl.Policy,
+			SnapshotPath: filepath.Join(c.Store.Data, "serf.snapshot"),
+			Local:        cl.GossipProfile == "local",
+		}
+	}
+	return dc
 }
 
 // Duration is a time.Duration written as a Go duration string ("90s", "10m").

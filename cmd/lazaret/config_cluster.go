@@ -5,7 +5,7 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // ClusterConfig is the [cluster] table: this node as a member of a cluster.
@@ -103,7 +103,7 @@ func (c *ClusterConfig) validate() error {
 	case c.StragglerGrace < 0:
 		return fmt.Errorf("cluster.straggler_grace: must not be negative")
 	}
-	if _, err := replicator.ParsePolicy(c.Policy); err != nil {
+	if _, err := erasure.ParsePolicy(c.Policy); err != nil {
 		return fmt.Errorf("cluster.policy = %q: %v", c.Policy, err)
 	}
 	switch c.GossipProfile {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/lazaret/lazaret/daemon"
 )
 
 // HTTPConfig is the [http] table: the monitoring endpoint (/metrics,
@@ -48,15 +50,30 @@ const DefaultHTTPListen = "127.0.0.1:9127"
 func defaultHTTPConfig() HTTPConfig { return HTTPConfig{} }
 
 func defaultHealthConfig() HealthConfig {
+	d := daemon.DefaultHealthConfig()
 	return HealthConfig{
-		MaxUnderProtected:    1000,
-		MaxUnderProtectedAge: Duration(10 * time.Minute),
-		MaxIndexBacklog:      10000,
-		MaxIndexBacklogAge:   Duration(5 * time.Minute),
-		MaxReconcileAge:      Duration(5 * time.Minute),
-		MaxCorruptShards:     0,
-		MaxFailedMembers:     0,
-		MinFreeDisk:          1 << 30,
+		MaxUnderProtected:    d.MaxUnderProtected,
+		MaxUnderProtectedAge: Duration(d.MaxUnderProtectedAge),
+		MaxIndexBacklog:      d.MaxIndexBacklog,
+		MaxIndexBacklogAge:   Duration(d.MaxIndexBacklogAge),
+		MaxReconcileAge:      Duration(d.MaxReconcileAge),
+		MaxCorruptShards:     d.MaxCorruptShards,
+		MaxFailedMembers:     d.MaxFailedMembers,
+		MinFreeDisk:          Size(d.MinFreeDisk),
+	}
+}
+
+// daemonHealth converts the [health] table.
+func (c *HealthConfig) daemonHealth() daemon.HealthConfig {
+	return daemon.HealthConfig{
+		MaxUnderProtected:    c.MaxUnderProtected,
+		MaxUnderProtectedAge: time.Duration(c.MaxUnderProtectedAge),
+		MaxIndexBacklog:      c.MaxIndexBacklog,
+		MaxIndexBacklogAge:   time.Duration(c.MaxIndexBacklogAge),
+		MaxReconcileAge:      time.Duration(c.MaxReconcileAge),
+		MaxCorruptShards:     c.MaxCorruptShards,
+		MaxFailedMembers:     c.MaxFailedMembers,
+		MinFreeDisk:          int64(c.MinFreeDisk),
 	}
 }
 

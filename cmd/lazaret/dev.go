@@ -26,6 +26,7 @@ type devNode struct {
 	cmd    *exec.Cmd
 	log    *os.File
 	exited chan struct{}
+	relay  string // serve --relay, if set
 }
 
 func (d *devNode) config() string { return filepath.Join(d.dir, "lazaret.toml") }
@@ -45,6 +46,8 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "/tmp/lazaret-dev", "cluster directory")
 	policy := fs.String("policy", "", `erasure code "k+m" for a new cluster; empty = by cluster size`)
 	firstIP := fs.String("first-ip", "127.0.0.1", "loopback address of node 1; node K gets the K-1th next one")
+	s3Nodes := fs.Int("s3-nodes", 1, "nodes 1..N serve the S3 API on port 9000 of their address (0: none)")
+	relay := fs.String("relay", "", "every node releases to HOST:PORT (serve --relay)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -66,51 +69,68 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var running []*devNode
-	stopAll := func() {
-		for i := len(running) - 1; i >= 0; i-- {
-			running[i].cmd.Process.Signal(syscall.SIGTERM)
-		}
-		for _, n := range running {
-			select {
-			case <-n.exited:
-			case <-time.After(30 * time.Second):
-				fmt.Fprintf(m.Stderr, "lazaret dev: node %d did not stop within 30s; killing it\n", n.k)
-				n.cmd.Process.Kill()
-				<-n.exited
-			}
-			os.Remove(filepath.Join(n.dir, "pid"))
-		}
-		fmt.Fprintf(m.Stdout, "lazaret dev: stopped %d nodes; run the same command again to restart them with their data\n", len(running))
-	}
-	fail := func(err error) error {
-		stopAll()
+	c := &devCluster{m: m, root: abs, s3Nodes: *s3Nodes, relay: *relay}
+	if err := c.start(ctx, self, first, *nodes, *policy); err != nil {
+		c.stopAll()
 		return err
 	}
+	c.banner()
+	if c.s3Nodes > 0 {
+		if err := m.devPrintS3(c.running[0], abs); err != nil { // dev_s3.go
+			c.stopAll()
+			return err
+		}
+	}
+	c.supervise(ctx)
+	return nil
+}
 
-	tokenPath := filepath.Join(abs, "join-token")
-	for k := 1; k <= *nodes; k++ {
+// devCluster is the node processes `lazaret dev` runs.
+type devCluster struct {
+	m       *Main
+	root    string
+	s3Nodes int    // nodes 1..s3Nodes serve the S3 API
+	relay   string // every node's serve --relay
+	running []*devNode
+}
+
+// start bootstraps (first run) and starts nodes 1..n one after the other,
+// each waited for before the next.
+func (c *devCluster) start(ctx context.Context, self string, first net.IP, n int, policy string) error {
+	tokenPath := filepath.Join(c.root, "join-token")
+	for k := 1; k <= n; k++ {
 		ip := net.IPv4(first[0], first[1], first[2], first[3]+byte(k-1)).To4()
-		n := &devNode{k: k, ip: ip, dir: filepath.Join(abs, "node"+strconv.Itoa(k))}
-		if _, err := os.Stat(n.config()); err != nil {
-			if err := m.devBootstrap(ctx, self, abs, n, *policy, tokenPath); err != nil {
-				return fail(fmt.Errorf("bootstrapping node %d: %w", k, err))
+		node := &devNode{k: k, ip: ip, dir: filepath.Join(c.root, "node"+strconv.Itoa(k))}
+		if _, err := os.Stat(node.config()); err != nil {
+			if err := c.m.devBootstrap(ctx, self, c.root, node, policy, tokenPath); err != nil {
+				return fmt.Errorf("bootstrapping node %d: %w", k, err)
 			}
 		}
-		if err := m.devStart(self, n); err != nil {
-			return fail(err)
+		if k <= c.s3Nodes {
+			if err := devEnableS3(node, c.root); err != nil { // dev_s3.go
+				return err
+			}
 		}
-		running = append(running, n)
-		if err := devWait(ctx, n, 60*time.Second); err != nil {
-			return fail(err)
+		node.relay = c.relay
+		if err := c.m.devStart(self, node); err != nil {
+			return err
+		}
+		c.running = append(c.running, node)
+		if err := devWait(ctx, node, 60*time.Second); err != nil {
+			return err
 		}
 	}
+	return nil
+}
 
-	fmt.Fprintf(m.Stdout, "\nlazaret dev: %d-node cluster running in %s\n", *nodes, abs)
+// banner tells the operator where the nodes are and how to use them.
+func (c *devCluster) banner() {
+	w, running := c.m.Stdout, c.running
+	fmt.Fprintf(w, "\nlazaret dev: %d-node cluster running in %s\n", len(running), c.root)
 	for _, n := range running {
-		fmt.Fprintf(m.Stdout, "  node%d  pid %-7d peer %s:%d  socket %s  http %s  log %s\n", n.k, n.cmd.Process.Pid, n.addr(), DefaultPeerPort, n.socket(), n.httpAddr(), filepath.Join(n.dir, "log"))
+		fmt.Fprintf(w, "  node%d  pid %-7d peer %s:%d  socket %s  http %s  log %s\n", n.k, n.cmd.Process.Pid, n.addr(), DefaultPeerPort, n.socket(), n.httpAddr(), filepath.Join(n.dir, "log"))
 	}
-	fmt.Fprintf(m.Stdout, `
+	fmt.Fprintf(w, `
 Use it from another shell:
   export LAZARET_SOCKET=%s
   lazaret status
@@ -119,21 +139,43 @@ Use it from another shell:
 Any node's socket works (LAZARET_SOCKET=%s ...).
 Ctrl-C stops every node; the same command restarts the cluster with its data.
 `, running[0].socket(), running[len(running)-1].socket())
+}
 
-	exited := make(chan *devNode, len(running))
-	for _, n := range running {
+// supervise reports nodes that exit until ctx ends, then stops them all.
+func (c *devCluster) supervise(ctx context.Context) {
+	exited := make(chan *devNode, len(c.running))
+	for _, n := range c.running {
 		go func() { <-n.exited; exited <- n }()
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(m.Stdout, "\nlazaret dev: stopping")
-			stopAll()
-			return nil
+			fmt.Fprintln(c.m.Stdout, "\nlazaret dev: stopping")
+			c.stopAll()
+			return
 		case n := <-exited:
-			fmt.Fprintf(m.Stderr, "lazaret dev: node %d exited (%v); see %s\n", n.k, n.cmd.ProcessState, filepath.Join(n.dir, "log"))
+			fmt.Fprintf(c.m.Stderr, "lazaret dev: node %d exited (%v); see %s\n", n.k, n.cmd.ProcessState, filepath.Join(n.dir, "log"))
 		}
 	}
+}
+
+// stopAll stops the running nodes (SIGTERM, last started first), killing
+// one that takes over 30 s.
+func (c *devCluster) stopAll() {
+	for i := len(c.running) - 1; i >= 0; i-- {
+		c.running[i].cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, n := range c.running {
+		select {
+		case <-n.exited:
+		case <-time.After(30 * time.Second):
+			fmt.Fprintf(c.m.Stderr, "lazaret dev: node %d did not stop within 30s; killing it\n", n.k)
+			n.cmd.Process.Kill()
+			<-n.exited
+		}
+		os.Remove(filepath.Join(n.dir, "pid"))
+	}
+	fmt.Fprintf(c.m.Stdout, "lazaret dev: stopped %d nodes; run the same command again to restart them with their data\n", len(c.running))
 }
 
 // devBootstrap creates node n's directory with `lazaret init` (node 1) or
@@ -184,7 +226,11 @@ func (m *Main) devStart(self string, n *devNode) error {
 	}
 	fmt.Fprintf(logf, "\n==== lazaret dev: starting node%d at %s ====\n", n.k, time.Now().Format(time.RFC3339))
 	// Each node serves /metrics and /health on its own address.
-	n.cmd = exec.Command(self, "serve", "--config", n.config(), "--http", n.httpAddr())
+	args := []string{"serve", "--config", n.config(), "--http", n.httpAddr()}
+	if n.relay != "" {
+		args = append(args, "--relay", n.relay)
+	}
+	n.cmd = exec.Command(self, args...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	// Own process group: a terminal's Ctrl-C reaches only dev, which stops
 	// the nodes in order; Pdeathsig stops them if dev itself is killed.

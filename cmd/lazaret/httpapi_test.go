@@ -1,29 +1,24 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/smtp"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lazaret/lazaret"
-	"github.com/lazaret/lazaret/objstore"
-	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/internal/metricstest"
 )
 
 // httpAddr waits for serve to print where its HTTP endpoint listens.
@@ -60,19 +55,21 @@ func smtpAddr(t *testing.T, n *node) string {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-// httpGet fetches url and returns the status code and body.
-func httpGet(t *testing.T, url string) (int, []byte) {
-	t.Helper()
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, b
+// The monitoring endpoint's readers (internal/metricstest).
+var (
+	httpGet       = metricstest.Get
+	scrape        = metricstest.Scrape
+	promtoolCheck = metricstest.Promtool
+	wantSample    = metricstest.WantSample
+)
+
+// healthBody is the JSON answer of /health and /ready (daemon/monitor.go).
+type healthBody struct {
+	Status   string   `json:"status"`
+	Node     int      `json:"node"`
+	Name     string   `json:"name"`
+	Version  string   `json:"version"`
+	Problems []string `json:"problems,omitempty"`
 }
 
 // health fetches /health and decodes it.
@@ -84,64 +81,6 @@ func health(t *testing.T, addr string) (int, healthBody) {
 		t.Fatalf("/health: %v: %q", err, b)
 	}
 	return code, h
-}
-
-// scrape fetches /metrics and returns its text and the value of each
-// sample, keyed by the sample's text up to the value (`name{labels}`).
-func scrape(t *testing.T, addr string) (string, map[string]float64) {
-	t.Helper()
-	code, b := httpGet(t, "http://"+addr+"/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: %d %s", code, b)
-	}
-	samples := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("/metrics: bad sample %q", line)
-		}
-		samples[line[:i]] = v
-	}
-	return string(b), samples
-}
-
-// promtoolCheck runs `promtool check metrics` on text. promtool comes with
-// Debian's prometheus package (test/deps.sh installs it); only a test run
-// that could not install it (not root) skips the check.
-func promtoolCheck(t *testing.T, text string) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getuid() == 0 {
-			t.Fatalf("promtool not found: run test/deps.sh (Debian package prometheus)")
-		}
-		t.Logf("promtool not found and not root: skipping promtool check metrics")
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, "check", "metrics")
-	cmd.Stdin = strings.NewReader(text)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out)
-	}
-}
-
-func wantSample(t *testing.T, samples map[string]float64, key string, v float64) {
-	t.Helper()
-	got, ok := samples[key]
-	if !ok {
-		t.Errorf("/metrics has no %s", key)
-	} else if got != v {
-		t.Errorf("%s = %v, want %v", key, got, v)
-	}
 }
 
 // /metrics passes promtool and its figures follow puts and gets by API and
@@ -277,7 +216,7 @@ func TestHTTPHealthDegraded(t *testing.T) {
 
 	code, h := health(t, addr)
 	wantProblem := "postgres outbox: 1 changes (threshold 0)"
-	if code != http.StatusServiceUnavailable || h.Status != "degraded" || !contains(h.Problems, wantProblem) {
+	if code != http.StatusServiceUnavailable || h.Status != "degraded" || !slices.Contains(h.Problems, wantProblem) {
 		t.Fatalf("/health: %d %+v, want 503 degraded with %q", code, h, wantProblem)
 	}
 	if code, b := httpGet(t, "http://"+addr+"/ready"); code != 200 {
@@ -380,159 +319,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// fakeStore and fakeReplica stand in for the store and the replicator in
-// the threshold tests.
-type fakeStore struct{ err error }
-
-func (f fakeStore) Stats() (objstore.Stats, error) { return objstore.Stats{Messages: 7}, nil }
-func (f fakeStore) LoadIDLease() (int64, error)    { return 0, f.err }
-func (f fakeStore) Dir() string                    { return os.TempDir() }
-
-type fakeReplica struct {
-	under   int64
-	oldest  time.Time
-	corrupt int64
-	syncs   []replicator.PeerSync
-}
-
-func (f fakeReplica) UnderProtected() (int64, int64, time.Time) {
-	return f.under, f.under * 100, f.oldest
-}
-func (f fakeReplica) CorruptShards() int64             { return f.corrupt }
-func (f fakeReplica) PushBacklog() (int, int64)        { return 2, 1 }
-func (f fakeReplica) RepairQueue() int                 { return 4 }
-func (f fakeReplica) Repaired() (int64, int64, int64)  { return 5, 5000, 6 }
-func (f fakeReplica) PeerSyncs() []replicator.PeerSync { return f.syncs }
-
-// Each threshold is named when crossed, and only then.
-func TestHealthProblems(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	members := []replicator.Member{
-		{Number: 1, Name: "mx1", State: replicator.MemberAlive}, {Number: 2, Name: "mx2", State: replicator.MemberFailed},
-		{Number: 3, Name: "mx3", State: replicator.MemberAlive}, {Number: 4, Name: "mx4", State: replicator.MemberLeft},
-		{Number: 5, Name: "mx5", State: replicator.MemberAlive},
-	}
-	base := func() HealthConfig {
-		c := defaultHealthConfig()
-		c.MinFreeDisk = 0
-		return c
-	}
-	for _, tc := range []struct {
-		name string
-		cfg  func(*HealthConfig)
-		src  sources
-		want []string
-	}{
-		{"healthy", nil, sources{store: fakeStore{}, node: fakeReplica{}}, nil},
-		{"store", nil, sources{store: fakeStore{err: lazaret.ErrUnavailable}, node: fakeReplica{}},
-			[]string{"store unavailable: temporarily unavailable"}},
-		{"under count", func(c *HealthConfig) { c.MaxUnderProtected = 0 },
-			sources{store: fakeStore{}, node: fakeReplica{under: 12, oldest: now.Add(-30 * time.Second)}},
-			[]string{"under-protected messages: 12 (threshold 0)"}},
-		{"under at the limit", func(c *HealthConfig) { c.MaxUnderProtected = 12 },
-			sources{store: fakeStore{}, node: fakeReplica{under: 12, oldest: now.Add(-30 * time.Second)}}, nil},
-		{"under within limits", nil,
-			sources{store: fakeStore{}, node: fakeReplica{under: 12, oldest: now.Add(-30 * time.Second)}}, nil},
-		{"under age", func(c *HealthConfig) { c.MaxUnderProtectedAge = Duration(300 * time.Second) },
-			sources{store: fakeStore{}, node: fakeReplica{under: 12, oldest: now.Add(-340 * time.Second)}},
-			[]string{"under-protected messages: 12 (oldest 340s, threshold 300s)"}},
-		{"under off", func(c *HealthConfig) { c.MaxUnderProtected, c.MaxUnderProtectedAge = -1, 0 },
-			sources{store: fakeStore{}, node: fakeReplica{under: 1e6, oldest: now.Add(-time.Hour)}}, nil},
-		{"corrupt", nil, sources{store: fakeStore{}, node: fakeReplica{corrupt: 1}},
-			[]string{"corrupt shards since start: 1 (threshold 0)"}},
-		{"index", func(c *HealthConfig) { c.MaxIndexBacklog = 1000 },
-			sources{store: fakeStore{}, node: fakeReplica{}, index: func() *lazaret.IndexStatus {
-				return &lazaret.IndexStatus{Backlog: 1500, BacklogAge: 400 * time.Second}
-			}},
-			[]string{"postgres outbox: 1500 changes (threshold 1000)", "postgres outbox: oldest change waiting 400s (threshold 300s)"}},
-		{"members", nil, sources{store: fakeStore{}, node: fakeReplica{}, members: func() []replicator.Member { return members }},
-			[]string{"cluster: 1 of 5 members failed: 2 (mx2) (threshold 0)"}},
-		{"members tolerated", func(c *HealthConfig) { c.MaxFailedMembers = 1 },
-			sources{store: fakeStore{}, node: fakeReplica{}, members: func() []replicator.Member { return members }}, nil},
-		{"reconciled", nil, sources{store: fakeStore{}, node: fakeReplica{syncs: []replicator.PeerSync{{Node: 3, LastSuccess: now.Add(-400 * time.Second)}, {Node: 5, LastSuccess: now.Add(-20 * time.Second)}}},
-			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)}, nil},
-		{"reconcile old", nil, sources{store: fakeStore{}, node: fakeReplica{syncs: []replicator.PeerSync{{Node: 3, LastSuccess: now.Add(-400 * time.Second)}}},
-			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)},
-			[]string{"last metadata reconciliation 400s ago (threshold 300s)"}},
-		{"reconcile never", nil, sources{store: fakeStore{}, node: fakeReplica{},
-			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Hour)},
-			[]string{"no metadata reconciliation with any peer since start 3600s ago (threshold 300s)"}},
-		{"reconcile grace", nil, sources{store: fakeStore{}, node: fakeReplica{},
-			members: func() []replicator.Member { return append(members[:1:1], members[2]) }, started: now.Add(-time.Minute)}, nil},
-		{"reconcile alone", nil, sources{store: fakeStore{}, node: fakeReplica{},
-			members: func() []replicator.Member { return members[:1:1] }, started: now.Add(-time.Hour)}, nil},
-		{"disk", func(c *HealthConfig) { c.MinFreeDisk = 1 << 62 }, sources{store: fakeStore{}, node: fakeReplica{}},
-			[]string{"free disk: "}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := base()
-			if tc.cfg != nil {
-				tc.cfg(&c)
-			}
-			got := c.problems(tc.src.read(now))
-			if len(got) != len(tc.want) {
-				t.Fatalf("problems %q, want %q", got, tc.want)
-			}
-			for i := range got {
-				if !strings.HasPrefix(got[i], tc.want[i]) {
-					t.Fatalf("problems %q, want %q", got, tc.want)
-				}
-			}
-		})
-	}
-}
-
-// The cluster metrics of a clustered node pass promtool and carry the
-// figures the replicator and membership report.
-func TestNodeCollectorCluster(t *testing.T) {
-	now := time.Now()
-	synced := time.Unix(1_800_000_000, 0)
-	src := &sources{store: fakeStore{}, self: 1, started: now,
-		node: fakeReplica{under: 3, oldest: now.Add(-90 * time.Second), corrupt: 2,
-			syncs: []replicator.PeerSync{{Node: 3, LastSuccess: synced, Differences: 7, Bytes: 900, Rounds: 11}, {Node: 2, Rounds: 0}}},
-		members: func() []replicator.Member {
-			return []replicator.Member{{Number: 1, State: replicator.MemberAlive}, {Number: 2, State: replicator.MemberFailed}, {Number: 3, State: replicator.MemberAlive}}
-		}}
-	cfg := DefaultConfig()
-	cfg.Health.MinFreeDisk = 0
-	m := newMonitor(cfg, slog.New(slog.DiscardHandler), lazaret.SystemClock{})
-	m.src.p.Store(src)
-	srv := httptest.NewServer(m.handler())
-	defer srv.Close()
-	text, s := scrape(t, strings.TrimPrefix(srv.URL, "http://"))
-	promtoolCheck(t, text)
-	wantSample(t, s, `lazaret_under_protected_messages`, 3)
-	wantSample(t, s, `lazaret_under_protected_bytes`, 300)
-	wantSample(t, s, `lazaret_corrupt_shards_total`, 2)
-	wantSample(t, s, `lazaret_metadata_push_queue_length`, 2)
-	wantSample(t, s, `lazaret_metadata_push_dropped_total`, 1)
-	wantSample(t, s, `lazaret_cluster_members{state="alive"}`, 2)
-	wantSample(t, s, `lazaret_cluster_members{state="failed"}`, 1)
-	wantSample(t, s, `lazaret_cluster_member_up{peer="2"}`, 0)
-	wantSample(t, s, `lazaret_cluster_member_up{peer="3"}`, 1)
-	wantSample(t, s, `lazaret_health_problems`, 2) // corrupt shards, failed member
-	wantSample(t, s, `lazaret_repair_queue_length`, 4)
-	wantSample(t, s, `lazaret_repaired_shards_total`, 5)
-	wantSample(t, s, `lazaret_repaired_bytes_total`, 5000)
-	wantSample(t, s, `lazaret_repair_failures_total`, 6)
-	wantSample(t, s, `lazaret_reconcile_last_success_timestamp_seconds{peer="3"}`, 1.8e9)
-	wantSample(t, s, `lazaret_reconcile_last_differences{peer="3"}`, 7)
-	wantSample(t, s, `lazaret_reconcile_last_bytes{peer="3"}`, 900)
-	wantSample(t, s, `lazaret_reconcile_sessions_total{peer="3"}`, 11)
-	wantSample(t, s, `lazaret_reconcile_sessions_total{peer="2"}`, 0)
-	if _, ok := s[`lazaret_reconcile_last_success_timestamp_seconds{peer="2"}`]; ok {
-		t.Errorf("a peer never reconciled with has a last-success time")
-	}
-	if age := s[`lazaret_under_protected_oldest_age_seconds`]; age < 89 || age > 120 {
-		t.Errorf("oldest under-protected age %v, want about 90", age)
-	}
-	if _, ok := s[`lazaret_cluster_member_up{peer="1"}`]; ok {
-		t.Errorf("the node lists itself as a peer")
-	}
-	code, b := httpGet(t, srv.URL+"/health")
-	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "cluster: 1 of 3 members failed") {
-		t.Fatalf("/health: %d %s", code, b)
-	}
 }

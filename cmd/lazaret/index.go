@@ -5,18 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/index"
 	"github.com/lazaret/lazaret/index/postgres"
 	"github.com/lazaret/lazaret/objstore"
-	"github.com/lazaret/lazaret/replicator"
 )
 
 // IndexConfig is the [index] table: the shared PostgreSQL index. Without a
@@ -86,76 +82,6 @@ func (c *Config) feederConfig() index.FeederConfig {
 	fc.RetryMax = time.Duration(c.Index.RetryMax)
 	fc.Retention = time.Duration(c.Retention.Days) * 24 * time.Hour
 	return fc
-}
-
-// indexService is a node's PostgreSQL index: the pool and the feeder. A nil
-// *indexService (no DSN configured) does nothing.
-type indexService struct {
-	cfg    Config
-	db     *postgres.DB
-	log    *slog.Logger
-	feeder *index.Feeder
-	reg    prometheus.Registerer // the feeder's metrics go here; set by serve (httpapi.go)
-}
-
-// openIndex connects to the configured PostgreSQL and applies migrations.
-// A bad DSN, refused authentication, a missing database or TLS failure is
-// an error (serve refuses to start); an unreachable server is not: changes
-// wait in the outbox until it is back.
-func openIndex(ctx context.Context, cfg Config, log *slog.Logger) (*indexService, error) {
-	if cfg.Index.Postgres == "" {
-		return nil, nil
-	}
-	db, err := postgres.Open(cfg.Index.pgConfig(), log)
-	if err != nil {
-		return nil, fmt.Errorf("index.postgres: %w", err)
-	}
-	if err := db.Init(ctx); err != nil {
-		if !postgres.Transient(err) {
-			db.Close()
-			return nil, fmt.Errorf("index.postgres: %w", err)
-		}
-		log.Warn("postgres index unreachable at start; metadata changes wait in the outbox", "db", db.Where(), "err", err)
-	}
-	return &indexService{cfg: cfg, db: db, log: log}, nil
-}
-
-// storeConfig turns on the store's outbox when there is an index.
-func (s *indexService) storeConfig(sc objstore.Config) objstore.Config {
-	if s != nil {
-		sc.Outbox = true
-		sc.OutboxMaxRecords = s.cfg.Index.OutboxMaxRecords
-	}
-	return sc
-}
-
-// start runs the feeder and makes List use the index.
-func (s *indexService) start(ctx context.Context, store *objstore.Store, node *replicator.Node, clock lazaret.Clock) error {
-	if s == nil {
-		return nil
-	}
-	f, err := index.NewFeeder(s.cfg.feederConfig(), store, s.db, s.log, clock, s.reg)
-	if err != nil {
-		return err
-	}
-	s.feeder = f
-	f.Start(ctx)
-	node.SetIndex(s.db, f)
-	return nil
-}
-
-// close stops the feeder and closes the pool; it may be called again.
-func (s *indexService) close() {
-	if s == nil {
-		return
-	}
-	if s.feeder != nil {
-		s.feeder.Close()
-	}
-	if s.db != nil {
-		s.db.Close()
-		s.db = nil
-	}
 }
 
 // index runs `lazaret index migrate|rebuild`.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
-	"github.com/lazaret/lazaret/replicator"
 	"github.com/lazaret/lazaret/replicator/cluster"
+	"github.com/lazaret/lazaret/replicator/erasure"
 )
 
 // nodeFlags are the flags init and join share: where the node lives and how
@@ -126,7 +126,7 @@ func (m *Main) initCluster(ctx context.Context, args []string) error {
 	if err := f.check(); err != nil {
 		return err
 	}
-	if _, err := replicator.ParsePolicy(*policy); err != nil {
+	if _, err := erasure.ParsePolicy(*policy); err != nil {
 		return usagef("--policy: %v", err)
 	}
 	if cluster.Dir(f.clusterDir()).Exists() {

@@ -45,74 +45,108 @@ func (m *Main) joinCluster(ctx context.Context, args []string) error {
 	if err := f.check(); err != nil {
 		return err
 	}
-	host, _, err := net.SplitHostPort(*peer)
-	if err != nil {
-		return usagef("--peer %q: want HOST:PORT", *peer)
-	}
-	caPEM, err := os.ReadFile(*caPath)
-	if err != nil {
-		return err
-	}
-	caCert, err := cluster.ParseCertPEM(caPEM)
-	if err != nil {
-		return fmt.Errorf("--ca %s: %w", *caPath, err)
-	}
-	if cluster.Dir(f.clusterDir()).Exists() {
-		return fmt.Errorf("%s already holds a node certificate", f.clusterDir())
-	}
-	key, csr, err := cluster.NewNodeKey(f.name)
-	if err != nil {
-		return err
-	}
-	keyPEM, err := cluster.MarshalKeyPEM(key)
-	if err != nil {
-		return err
-	}
-	pool := (&cluster.CA{Cert: caCert}).Pool()
-	cc, err := cluster.DialPeer(*peer, cluster.PinnedTLS(pool, host))
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
+	j := &joiner{f: f, peer: *peer, token: strings.TrimSpace(*token), caPath: *caPath}
 	cctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	resp, err := lazaretpb.NewPeerClient(cc).Join(cctx, &lazaretpb.JoinRequest{
-		Token: strings.TrimSpace(*token), Name: f.name, CsrDer: csr, Addresses: []string{f.addr},
-	})
+	resp, keyPEM, err := j.ask(cctx)
 	if err != nil {
-		if st, ok := status.FromError(err); ok {
-			return fmt.Errorf("join via %s refused: %s (%s)", *peer, st.Message(), st.Code())
-		}
-		return fmt.Errorf("join via %s: %w", *peer, err)
-	}
-
-	// Check what came back before writing anything.
-	if !bytes.Equal(bytes.TrimSpace(resp.CaPem), bytes.TrimSpace(caPEM)) {
-		return fmt.Errorf("join via %s: the member returned a different CA than %s", *peer, *caPath)
-	}
-	if _, err := cluster.ParseCA(resp.CaPem, resp.CaKeyPem); err != nil {
-		return fmt.Errorf("join via %s: %w", *peer, err)
-	}
-	creds, err := cluster.LoadCredentials(resp.CaPem, resp.CertPem, keyPEM, time.Now())
-	if err != nil {
-		return fmt.Errorf("join via %s: %w", *peer, err)
-	}
-	number := int(resp.NodeNumber)
-	if creds.ID.Name != f.name || creds.ID.Number != number {
-		return fmt.Errorf("join via %s: certificate is for %s, want node %d (%s)", *peer, creds.ID, number, f.name)
-	}
-	// Only the token's hash is kept; its real issue time is learned from
-	// the cluster when the node starts (the oldest possible time until then).
-	state := cluster.TokenState{SHA256: cluster.HashToken(resp.Token), Issued: time.Unix(0, 1).UTC()}
-	if err := os.MkdirAll(f.dir, 0o750); err != nil {
 		return err
 	}
-	if err := cluster.Dir(f.clusterDir()).Write(resp.CaPem, resp.CaKeyPem, resp.CertPem, keyPEM, resp.GossipKey, state, number); err != nil {
+	number, err := j.check(resp, keyPEM)
+	if err != nil {
 		return err
 	}
-	if err := f.writeNodeConfig(number, resp.Policy, resp.GossipPeers); err != nil {
+	if err := j.write(resp, keyPEM, number); err != nil {
 		return err
 	}
 	printBootstrap(m.Stdout, f, number, "", filepath.Join(f.clusterDir(), "ca.pem"))
 	return nil
+}
+
+// joiner is one `lazaret join`: this node's flags, the member asked and
+// the CA it must prove to hold.
+type joiner struct {
+	f      *nodeFlags
+	peer   string
+	token  string
+	caPath string
+	caPEM  []byte
+}
+
+// ask sends Join, with a new key's certificate request, to the member over
+// TLS pinned to the CA of --ca. It returns the answer and the key.
+func (j *joiner) ask(ctx context.Context) (*lazaretpb.JoinResponse, []byte, error) {
+	host, _, err := net.SplitHostPort(j.peer)
+	if err != nil {
+		return nil, nil, usagef("--peer %q: want HOST:PORT", j.peer)
+	}
+	if j.caPEM, err = os.ReadFile(j.caPath); err != nil {
+		return nil, nil, err
+	}
+	caCert, err := cluster.ParseCertPEM(j.caPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--ca %s: %w", j.caPath, err)
+	}
+	if cluster.Dir(j.f.clusterDir()).Exists() {
+		return nil, nil, fmt.Errorf("%s already holds a node certificate", j.f.clusterDir())
+	}
+	key, csr, err := cluster.NewNodeKey(j.f.name)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := cluster.MarshalKeyPEM(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := (&cluster.CA{Cert: caCert}).Pool()
+	cc, err := cluster.DialPeer(j.peer, cluster.PinnedTLS(pool, host))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cc.Close()
+	resp, err := lazaretpb.NewPeerClient(cc).Join(ctx, &lazaretpb.JoinRequest{
+		Token: j.token, Name: j.f.name, CsrDer: csr, Addresses: []string{j.f.addr},
+	})
+	if err != nil {
+		if st, ok := status.FromError(err); ok {
+			return nil, nil, fmt.Errorf("join via %s refused: %s (%s)", j.peer, st.Message(), st.Code())
+		}
+		return nil, nil, fmt.Errorf("join via %s: %w", j.peer, err)
+	}
+	return resp, keyPEM, nil
+}
+
+// check verifies the answer before anything is written: the same CA, a
+// usable CA key, and a certificate for this node's name and number. It
+// returns the node number.
+func (j *joiner) check(resp *lazaretpb.JoinResponse, keyPEM []byte) (int, error) {
+	if !bytes.Equal(bytes.TrimSpace(resp.CaPem), bytes.TrimSpace(j.caPEM)) {
+		return 0, fmt.Errorf("join via %s: the member returned a different CA than %s", j.peer, j.caPath)
+	}
+	if _, err := cluster.ParseCA(resp.CaPem, resp.CaKeyPem); err != nil {
+		return 0, fmt.Errorf("join via %s: %w", j.peer, err)
+	}
+	creds, err := cluster.LoadCredentials(resp.CaPem, resp.CertPem, keyPEM, time.Now())
+	if err != nil {
+		return 0, fmt.Errorf("join via %s: %w", j.peer, err)
+	}
+	number := int(resp.NodeNumber)
+	if creds.ID.Name != j.f.name || creds.ID.Number != number {
+		return 0, fmt.Errorf("join via %s: certificate is for %s, want node %d (%s)", j.peer, creds.ID, number, j.f.name)
+	}
+	return number, nil
+}
+
+// write stores the cluster directory and the node's config.
+func (j *joiner) write(resp *lazaretpb.JoinResponse, keyPEM []byte, number int) error {
+	// Only the token's hash is kept; its real issue time is learned from
+	// the cluster when the node starts (the oldest possible time until then).
+	state := cluster.TokenState{SHA256: cluster.HashToken(resp.Token), Issued: time.Unix(0, 1).UTC()}
+	if err := os.MkdirAll(j.f.dir, 0o750); err != nil {
+		return err
+	}
+	if err := cluster.Dir(j.f.clusterDir()).Write(resp.CaPem, resp.CaKeyPem, resp.CertPem, keyPEM, resp.GossipKey, state, number); err != nil {
+		return err
+	}
+	return j.f.writeNodeConfig(number, resp.Policy, resp.GossipPeers)
 }

@@ -1,4 +1,6 @@
-// Command lazaret runs a Lazaret node and talks to one. See README.md.
+// Command lazaret runs a Lazaret node and talks to one. It parses flags and
+// the TOML config file (translated into a daemon.Config; package daemon runs
+// the node) and holds the client subcommands. See README.md.
 package main
 
 import (

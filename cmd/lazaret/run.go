@@ -54,6 +54,7 @@ func (m *Main) commands() map[string]command {
 		"status":      {"show the node's status", (*Main).status},
 		"version":     {"print the version", (*Main).printVersion},
 		"bench":       {"measure put/get throughput against a running node", (*Main).bench},
+		"s3":          {"S3 API access keys (s3 key create, s3 key list)", (*Main).s3},
 	}
 }
 

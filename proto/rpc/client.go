@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // Client talks to a node's API. It implements lazaret.Quarantine, so code
@@ -25,9 +27,16 @@ type Client struct {
 
 var _ lazaret.Quarantine = (*Client)(nil)
 
+// MaxReplySize bounds one reply the client accepts: a List page of
+// lazaret.MaxListLimit messages with their histories and scanner reports
+// is far larger than a body chunk (a page of 1,000 mail-mix messages was
+// 470 KB).
+const MaxReplySize = 32 << 20
+
 // DialUnix returns a client for the node serving the unix socket at path.
 // A missing socket is reported here, plainly, rather than as a gRPC
-// "connection refused" on the first call.
+// "connection refused" on the first call. A relative path is taken from
+// the current directory.
 func DialUnix(path string) (*Client, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -39,9 +48,15 @@ func DialUnix(path string) (*Client, error) {
 	if fi.Mode()&os.ModeSocket == 0 {
 		return nil, fmt.Errorf("connect %s: not a unix socket", path)
 	}
-	conn, err := grpc.NewClient("unix://"+path,
+	// A relative path must not reach the target URI as it is: in
+	// "unix://n1/s.sock" gRPC reads "n1" as an authority.
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", path, err)
+	}
+	conn, err := grpc.NewClient("unix://"+abs,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(ChunkSize+64<<10)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxReplySize)))
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", path, err)
 	}
@@ -64,9 +79,9 @@ func (c *Client) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader
 	defer cancel() // a failed upload cancels the stream, so the node aborts it
 	stream, err := c.pb.Put(ctx)
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, wire.FromStatus(err)
 	}
-	if err := stream.Send(&pb.PutRequest{Part: &pb.PutRequest_Meta{Meta: putMetaToPB(req, knownSize(body))}}); err != nil {
+	if err := stream.Send(&pb.PutRequest{Part: &pb.PutRequest_Meta{Meta: wire.PutMetaToPB(req, knownSize(body))}}); err != nil {
 		return nil, c.putErr(stream, err)
 	}
 	buf := make([]byte, ChunkSize)
@@ -87,9 +102,9 @@ func (c *Client) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader
 	}
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, wire.FromStatus(err)
 	}
-	return MessageFromPB(resp.GetMessage()), nil
+	return wire.MessageFromPB(resp.GetMessage()), nil
 }
 
 // putErr returns the node's reason when a Send fails because the node already
@@ -98,7 +113,7 @@ func (c *Client) putErr(stream grpc.ClientStreamingClient[pb.PutRequest, pb.PutR
 	if errors.Is(err, io.EOF) {
 		_, err = stream.CloseAndRecv()
 	}
-	return fromStatus(err)
+	return wire.FromStatus(err)
 }
 
 func knownSize(r io.Reader) int64 {
@@ -122,18 +137,18 @@ func (c *Client) Open(ctx context.Context, id lazaret.ID) (*lazaret.Metadata, io
 	stream, err := c.pb.Get(ctx, &pb.GetRequest{Id: string(id)})
 	if err != nil {
 		cancel()
-		return nil, nil, fromStatus(err)
+		return nil, nil, wire.FromStatus(err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
 		cancel()
-		return nil, nil, fromStatus(err)
+		return nil, nil, wire.FromStatus(err)
 	}
 	if first.GetMeta() == nil {
 		cancel()
 		return nil, nil, fmt.Errorf("get %s: protocol error: body before metadata", id)
 	}
-	m := MessageFromPB(first.GetMeta())
+	m := wire.MessageFromPB(first.GetMeta())
 	return m, &getReader{stream: stream, cancel: cancel, want: m.Size}, nil
 }
 
@@ -158,7 +173,7 @@ func (r *getReader) Read(p []byte) (int, error) {
 		case err == io.EOF:
 			r.err = io.EOF
 		case err != nil:
-			r.err = fromStatus(err)
+			r.err = wire.FromStatus(err)
 		default:
 			r.buf = msg.GetChunk()
 			r.n += int64(len(r.buf))
@@ -178,13 +193,13 @@ func (c *Client) Stat(ctx context.Context, id lazaret.ID) (*lazaret.Metadata, er
 
 // List lists messages.
 func (c *Client) List(ctx context.Context, q lazaret.ListQuery) (*lazaret.ListPage, error) {
-	resp, err := c.pb.List(ctx, listToPB(q))
+	resp, err := c.pb.List(ctx, wire.ListToPB(q))
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, wire.FromStatus(err)
 	}
 	page := &lazaret.ListPage{NextCursor: resp.GetNextCursor(), Source: resp.GetSource()}
 	for _, m := range resp.GetMessages() {
-		page.Messages = append(page.Messages, MessageFromPB(m))
+		page.Messages = append(page.Messages, wire.MessageFromPB(m))
 	}
 	return page, nil
 }
@@ -209,7 +224,7 @@ func (c *Client) Release(ctx context.Context, id lazaret.ID, recipients []string
 func (c *Client) AllocateID(ctx context.Context) (lazaret.ID, error) {
 	resp, err := c.pb.AllocateID(ctx, &pb.AllocateIDRequest{})
 	if err != nil {
-		return "", fromStatus(err)
+		return "", wire.FromStatus(err)
 	}
 	return lazaret.ID(resp.GetId()), nil
 }
@@ -218,16 +233,16 @@ func (c *Client) AllocateID(ctx context.Context) (lazaret.ID, error) {
 func (c *Client) Status(ctx context.Context) (*lazaret.NodeStatus, error) {
 	resp, err := c.pb.Status(ctx, &pb.StatusRequest{})
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, wire.FromStatus(err)
 	}
-	return statusFromPB(resp), nil
+	return wire.StatusFromPB(resp), nil
 }
 
 func msgOrErr(m *pb.Message, err error) (*lazaret.Metadata, error) {
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, wire.FromStatus(err)
 	}
-	return MessageFromPB(m), nil
+	return wire.MessageFromPB(m), nil
 }
 
 // Actor returns a default actor name for requests made by this process's
@@ -243,3 +258,7 @@ func Actor(prefix string) string {
 	}
 	return prefix + ":" + strings.TrimSpace(name)
 }
+
+// RemoteError is what a Client call returns when the node answered with an
+// error; it unwraps to the matching domain sentinel (see package wire).
+type RemoteError = wire.RemoteError

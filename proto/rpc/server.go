@@ -19,9 +19,11 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
+	"github.com/lazaret/lazaret/proto/wire"
 )
 
 // ChunkSize is the size of body chunks the server streams, and the client
@@ -124,12 +126,15 @@ func (s *Server) Put(stream grpc.ClientStreamingServer[pb.PutRequest, pb.PutResp
 	if meta == nil {
 		return status.Error(codes.InvalidArgument, "put: the first message must carry meta, not a body chunk")
 	}
-	body := &streamReader{recv: stream.Recv, expect: meta.GetExpectedSize()}
-	m, err := s.q.Put(stream.Context(), putMetaFromPB(meta), body)
-	if err != nil {
-		return Status(err)
+	if meta.GetExpectedSize() < 0 {
+		return status.Errorf(codes.InvalidArgument, "put: %v: expected_size %d is negative", lazaret.ErrInvalidArgument, meta.GetExpectedSize())
 	}
-	return stream.SendAndClose(&pb.PutResponse{Message: MessageToPB(m)})
+	body := &streamReader{recv: stream.Recv, expect: meta.GetExpectedSize()}
+	m, err := s.q.Put(stream.Context(), wire.PutMetaFromPB(meta), body)
+	if err != nil {
+		return wire.Status(err)
+	}
+	return stream.SendAndClose(&pb.PutResponse{Message: wire.MessageToPB(m)})
 }
 
 // streamReader reads a Put stream's body chunks as one io.Reader. When the
@@ -186,14 +191,14 @@ func (r *streamReader) Read(p []byte) (int, error) {
 func (s *Server) Get(req *pb.GetRequest, stream grpc.ServerStreamingServer[pb.GetResponse]) error {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return Status(err)
+		return wire.Status(err)
 	}
 	m, body, err := s.q.Open(stream.Context(), id)
 	if err != nil {
-		return Status(err)
+		return wire.Status(err)
 	}
 	defer body.Close()
-	if err := stream.Send(&pb.GetResponse{Part: &pb.GetResponse_Meta{Meta: MessageToPB(m)}}); err != nil {
+	if err := stream.Send(&pb.GetResponse{Part: &pb.GetResponse_Meta{Meta: wire.MessageToPB(m)}}); err != nil {
 		return err
 	}
 	buf := make([]byte, ChunkSize)
@@ -210,7 +215,7 @@ func (s *Server) Get(req *pb.GetRequest, stream grpc.ServerStreamingServer[pb.Ge
 		}
 		if err != nil {
 			s.log.Error("get: read failed", "id", id, "err", err)
-			return Status(err)
+			return wire.Status(err)
 		}
 	}
 }
@@ -219,30 +224,53 @@ func (s *Server) Get(req *pb.GetRequest, stream grpc.ServerStreamingServer[pb.Ge
 func (s *Server) Stat(ctx context.Context, req *pb.StatRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
 	m, err := s.q.Stat(ctx, id)
 	return msgOrStatus(m, err)
 }
 
-// List implements lazaret.v1.Quarantine.List.
+// maxListBytes bounds the encoded size of one List response, well below
+// what clients accept (see DialUnix), so that a page of large records (long
+// reports, many recipients) is cut short rather than refused.
+const maxListBytes = 256 << 10
+
+// List implements lazaret.v1.Quarantine.List. A page is bounded by bytes
+// as well as by count: when the records asked for would not fit in
+// maxListBytes, the page holds fewer (at least one) and its cursor goes on
+// from there.
 func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
-	page, err := s.q.List(ctx, listFromPB(req))
-	if err != nil {
-		return nil, Status(err)
+	q := wire.ListFromPB(req)
+	for {
+		page, err := s.q.List(ctx, q)
+		if err != nil {
+			return nil, wire.Status(err)
+		}
+		resp := &pb.ListResponse{NextCursor: page.NextCursor, Source: page.Source}
+		size, fit := 0, 0
+		for _, m := range page.Messages {
+			pm := wire.MessageToPB(m)
+			size += proto.Size(pm) + 8 // field tag and length
+			if size > maxListBytes && fit > 0 {
+				break
+			}
+			resp.Messages = append(resp.Messages, pm)
+			fit++
+		}
+		if fit == len(page.Messages) {
+			return resp, nil
+		}
+		// Ask again for as many as fit, so that the cursor the store
+		// returns starts after the last record sent.
+		q.Limit = fit
 	}
-	resp := &pb.ListResponse{NextCursor: page.NextCursor, Source: page.Source}
-	for _, m := range page.Messages {
-		resp.Messages = append(resp.Messages, MessageToPB(m))
-	}
-	return resp, nil
 }
 
 // Delete implements lazaret.v1.Quarantine.Delete.
 func (s *Server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
 	return msgOrStatus(s.q.Delete(ctx, id, req.GetActor()))
 }
@@ -251,7 +279,7 @@ func (s *Server) Delete(ctx context.Context, req *pb.DeleteRequest) (*pb.Message
 func (s *Server) Learn(ctx context.Context, req *pb.LearnRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
 	kind := lazaret.LearnKind(req.GetKind())
 	if kind != lazaret.LearnSpam && kind != lazaret.LearnHam {
@@ -264,11 +292,11 @@ func (s *Server) Learn(ctx context.Context, req *pb.LearnRequest) (*pb.Message, 
 func (s *Server) Release(ctx context.Context, req *pb.ReleaseRequest) (*pb.Message, error) {
 	id, err := lazaret.ParseID(req.GetId())
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
 	if rid := req.GetRequestId(); rid != "" {
 		if !lazaret.ValidRequestID(rid) {
-			return nil, Status(&lazaret.Error{Op: "release", ID: id, Err: fmt.Errorf("%w: request id must be 1-128 printable characters without spaces", lazaret.ErrInvalidArgument)})
+			return nil, wire.Status(&lazaret.Error{Op: "release", ID: id, Err: fmt.Errorf("%w: request id must be 1-128 printable characters without spaces", lazaret.ErrInvalidArgument)})
 		}
 		ctx = lazaret.WithRequestID(ctx, rid)
 	}
@@ -279,7 +307,7 @@ func (s *Server) Release(ctx context.Context, req *pb.ReleaseRequest) (*pb.Messa
 func (s *Server) AllocateID(ctx context.Context, _ *pb.AllocateIDRequest) (*pb.AllocateIDResponse, error) {
 	id, err := s.q.AllocateID(ctx)
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
 	return &pb.AllocateIDResponse{Id: string(id)}, nil
 }
@@ -288,14 +316,14 @@ func (s *Server) AllocateID(ctx context.Context, _ *pb.AllocateIDRequest) (*pb.A
 func (s *Server) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	st, err := s.q.Status(ctx)
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
-	return statusToPB(st), nil
+	return wire.StatusToPB(st), nil
 }
 
 func msgOrStatus(m *lazaret.Metadata, err error) (*pb.Message, error) {
 	if err != nil {
-		return nil, Status(err)
+		return nil, wire.Status(err)
 	}
-	return MessageToPB(m), nil
+	return wire.MessageToPB(m), nil
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lazaret/lazaret/internal/durable"
 )
 
 // Dir is a node's cluster directory. It holds (modes in brackets):
@@ -118,35 +120,10 @@ func (d Dir) Write(caPEM, caKeyPEM, certPEM, keyPEM, gossipKey []byte, token Tok
 	return writeFileAtomic(d.CertPath(), certPEM, 0o644)
 }
 
-// writeFileAtomic writes data to path through a synced temporary file and
-// a rename, then syncs the directory.
+// writeFileAtomic writes data to path durably (see package durable).
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	if err := durable.WriteFile(path, data, mode); err != nil {
 		return fmt.Errorf("cluster: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("cluster: write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("cluster: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("cluster: sync %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("cluster: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("cluster: %w", err)
-	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		dir.Sync()
-		dir.Close()
 	}
 	return nil
 }

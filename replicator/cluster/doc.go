@@ -3,7 +3,7 @@
 // token.go, dir.go), serf gossip membership with unique node names and
 // numbers (membership.go), the Join handler that admits nodes (join.go),
 // and the mutual-TLS peer API server and dialer on TCP 1027 (transport.go).
-// Runtime (runtime.go) puts them together for `lazaret serve`.
+// Runtime (runtime.go) puts them together for package daemon.
 //
 // Security model: every node holds the cluster CA (certificate and key, so
 // any node can admit a joiner), its own certificate whose CommonName is the
@@ -13,6 +13,6 @@
 // for every method except Join, which a new node calls with the token and a
 // certificate request, over TLS pinned to the CA it was given out of band.
 //
-// It implements replicator.Membership and replicator.PeerDialer; the data
+// It implements member.Membership and member.PeerDialer; the data
 // path (package replicator) implements the rest of the peer API.
 package cluster

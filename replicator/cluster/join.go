@@ -13,7 +13,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // NumberEvent is the serf user event announcing an allocated node number,
@@ -23,7 +23,7 @@ const NumberEvent = "lz-number"
 // JoinCluster is what the Join handler needs from membership. *Membership
 // implements it; unit tests use a fake.
 type JoinCluster interface {
-	replicator.Membership
+	member.Membership
 	// GossipPeers returns gossip addresses a joiner should join.
 	GossipPeers() []string
 	// UserEvent broadcasts a small event to every member.
@@ -108,7 +108,7 @@ func (j *JoinService) Register(m *Membership) {
 			j.log.Error("storing node number mark", "err", err)
 		}
 	})
-	m.OnMember(func(mem replicator.Member) {
+	m.OnMember(func(mem member.Member) {
 		if err := j.numbers.Observe(mem.Number); err != nil {
 			j.log.Error("storing node number mark", "err", err)
 		}
@@ -194,7 +194,7 @@ func (j *JoinService) Join(ctx context.Context, req *lazaretpb.JoinRequest) (*la
 	var seen []int
 	for _, m := range j.cluster.Members() {
 		seen = append(seen, m.Number)
-		if m.Name == req.GetName() && m.State != replicator.MemberLeft {
+		if m.Name == req.GetName() && m.State != member.Left {
 			return nil, status.Errorf(codes.AlreadyExists, "join: node name %q is already taken by node %d (%s); choose another name", m.Name, m.Number, m.State)
 		}
 	}

@@ -14,24 +14,24 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/replicator"
 	"github.com/lazaret/lazaret/replicator/cluster"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // fakeCluster is an in-memory JoinCluster.
 type fakeCluster struct {
 	mu      sync.Mutex
-	self    replicator.Member
-	members []replicator.Member
+	self    member.Member
+	members []member.Member
 	events  []string
 	answers map[string][]byte
 }
 
-func (f *fakeCluster) Self() replicator.Member { return f.self }
-func (f *fakeCluster) Members() []replicator.Member {
+func (f *fakeCluster) Self() member.Member { return f.self }
+func (f *fakeCluster) Members() []member.Member {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]replicator.Member(nil), f.members...)
+	return append([]member.Member(nil), f.members...)
 }
 func (f *fakeCluster) GossipPeers() []string { return []string{"127.0.0.1:7946"} }
 func (f *fakeCluster) UserEvent(name string, p []byte) error {
@@ -73,8 +73,8 @@ func newJoinFixture(t *testing.T, ca *cluster.CA, self *cluster.Credentials) *jo
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := &fakeCluster{self: replicator.Member{Name: self.ID.Name, Number: self.ID.Number}}
-	fake.members = []replicator.Member{fake.self}
+	fake := &fakeCluster{self: member.Member{Name: self.ID.Name, Number: self.ID.Number}}
+	fake.members = []member.Member{fake.self}
 	svc := cluster.NewJoinService(cluster.JoinConfig{CA: ca, GossipKey: make([]byte, 32), Policy: "3+2"}, fake, tokens, numbers,
 		slog.New(slog.DiscardHandler), lazaret.SystemClock{})
 	return &joinFixture{svc: svc, fake: fake, token: tok, tokens: tokens, numbers: numbers, dir: dir}
@@ -95,8 +95,8 @@ func TestJoinAllocatesNumbersNeverReused(t *testing.T) {
 	ca := newCA(t)
 	f := newJoinFixture(t, ca, issue(t, ca, "n1", 1))
 	f.fake.members = append(f.fake.members,
-		replicator.Member{Name: "n2", Number: 2, State: replicator.MemberFailed},
-		replicator.Member{Name: "n5", Number: 5, State: replicator.MemberLeft})
+		member.Member{Name: "n2", Number: 2, State: member.Failed},
+		member.Member{Name: "n5", Number: 5, State: member.Left})
 
 	resp, err := f.join(t, "n6", f.token)
 	if err != nil {
@@ -164,7 +164,7 @@ func TestJoinAllocatesNumbersNeverReused(t *testing.T) {
 func TestJoinRefusals(t *testing.T) {
 	ca := newCA(t)
 	f := newJoinFixture(t, ca, issue(t, ca, "n1", 1))
-	f.fake.members = append(f.fake.members, replicator.Member{Name: "n2", Number: 2, State: replicator.MemberFailed})
+	f.fake.members = append(f.fake.members, member.Member{Name: "n2", Number: 2, State: member.Failed})
 
 	if _, err := f.join(t, "n3", "lzt_wrong"); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("wrong token: %v", err)

@@ -12,8 +12,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
-
-	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // Gossip tags every lazaret node carries.
@@ -95,7 +94,7 @@ func (c *MembershipConfig) Validate() error {
 }
 
 // Membership is this node's view of the cluster, kept by serf gossip. It
-// implements replicator.Membership.
+// implements member.Membership.
 //
 // States: serf reports alive, leaving, left and failed; memberlist alone
 // knows "suspect" (missed probes, not yet declared dead). Members maps
@@ -122,7 +121,7 @@ type Membership struct {
 	conflict error                  // first conflict involving this node
 	handlers map[string]func(payload []byte)
 	queries  map[string]func(payload []byte) []byte
-	watchers []func(replicator.Member)
+	watchers []func(member.Member)
 
 	closeOnce sync.Once
 }
@@ -132,7 +131,7 @@ type knownMember struct {
 	left   bool
 }
 
-var _ replicator.Membership = (*Membership)(nil)
+var _ member.Membership = (*Membership)(nil)
 
 // NewMembership prepares membership without starting gossip, so that event
 // and query handlers can be registered before any arrive.
@@ -168,17 +167,16 @@ func (m *Membership) HandleQuery(name string, fn func(payload []byte) []byte) {
 
 // OnMember registers fn to be called (from the event goroutine) with every
 // member that joins, changes or fails. Call before Start.
-func (m *Membership) OnMember(fn func(replicator.Member)) {
+func (m *Membership) OnMember(fn func(member.Member)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.watchers = append(m.watchers, fn)
 }
 
-// Start starts gossip and joins cfg.Join. It fails with ErrMemberConflict
-// if another member holds this node's number or name. When no Join address
-// answers, the node starts alone and keeps retrying in the background (a
-// restarted node must take mail even if its peers are down).
-func (m *Membership) Start() error {
+// serfConfig is serf's and memberlist's configuration for this node: its
+// tags, the event channel, timings (LAN, or loopback for nodes on one
+// host), addresses and the gossip key.
+func (m *Membership) serfConfig() (*serf.Config, error) {
 	cfg := m.cfg
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.Name
@@ -221,10 +219,23 @@ func (m *Membership) Start() error {
 	if len(cfg.GossipKey) > 0 {
 		kr, err := memberlist.NewKeyring(nil, cfg.GossipKey)
 		if err != nil {
-			return fmt.Errorf("cluster: gossip key: %w", err)
+			return nil, fmt.Errorf("cluster: gossip key: %w", err)
 		}
 		mc.Keyring = kr
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	return sc, nil
+}
+
+// Start starts gossip and joins cfg.Join. It fails with ErrMemberConflict
+// if another member holds this node's number or name. When no Join address
+// answers, the node starts alone and keeps retrying in the background (a
+// restarted node must take mail even if its peers are down).
+func (m *Membership) Start() error {
+	cfg := m.cfg
+	sc, err := m.serfConfig()
+	if err != nil {
+		return err
 	}
 
 	m.wg.Add(1)
@@ -279,7 +290,7 @@ func (m *Membership) rejoin() {
 		case <-t.C:
 		}
 		for _, mem := range m.Members() {
-			if mem.Name != m.cfg.Name && mem.State == replicator.MemberAlive {
+			if mem.Name != m.cfg.Name && mem.State == member.Alive {
 				return
 			}
 		}
@@ -307,7 +318,7 @@ func (m *Membership) drain() {
 func (m *Membership) handle(ev serf.Event) {
 	switch e := ev.(type) {
 	case serf.MemberEvent:
-		var changed []replicator.Member
+		var changed []member.Member
 		m.mu.Lock()
 		for _, sm := range e.Members {
 			num, err := strconv.Atoi(sm.Tags[tagNumber])
@@ -370,10 +381,10 @@ func memberVerb(t serf.EventType) string {
 }
 
 // Self returns this node.
-func (m *Membership) Self() replicator.Member {
-	self := replicator.Member{
+func (m *Membership) Self() member.Member {
+	self := member.Member{
 		Name: m.cfg.Name, Number: m.cfg.Number, PeerAddr: m.cfg.PeerAddr,
-		Zone: m.cfg.Zone, Version: m.cfg.Version, State: replicator.MemberAlive,
+		Zone: m.cfg.Zone, Version: m.cfg.Version, State: member.Alive,
 	}
 	if s := m.serfOrNil(); s != nil {
 		lm := s.LocalMember()
@@ -390,10 +401,10 @@ func (m *Membership) serfOrNil() *serf.Serf {
 
 // Members returns every member serf knows (alive, suspect, failed, left),
 // including this node, sorted by number.
-func (m *Membership) Members() []replicator.Member {
+func (m *Membership) Members() []member.Member {
 	s := m.serfOrNil()
 	if s == nil {
-		return []replicator.Member{m.Self()}
+		return []member.Member{m.Self()}
 	}
 	suspect := map[string]bool{}
 	for _, n := range s.Memberlist().Members() {
@@ -401,7 +412,7 @@ func (m *Membership) Members() []replicator.Member {
 			suspect[n.Name] = true
 		}
 	}
-	var out []replicator.Member
+	var out []member.Member
 	for _, sm := range s.Members() {
 		if _, err := strconv.Atoi(sm.Tags[tagNumber]); err != nil {
 			continue
@@ -417,24 +428,24 @@ func (m *Membership) Members() []replicator.Member {
 	return out
 }
 
-func toMember(sm serf.Member, suspect bool) replicator.Member {
+func toMember(sm serf.Member, suspect bool) member.Member {
 	num, _ := strconv.Atoi(sm.Tags[tagNumber])
-	mem := replicator.Member{
+	mem := member.Member{
 		Name: sm.Name, Number: num, PeerAddr: sm.Tags[tagPeer], Zone: sm.Tags[tagZone], Version: sm.Tags[tagVersion],
 		GossipAddr: net.JoinHostPort(sm.Addr.String(), strconv.Itoa(int(sm.Port))),
 	}
 	switch sm.Status {
 	case serf.StatusAlive:
-		mem.State = replicator.MemberAlive
+		mem.State = member.Alive
 		if suspect {
-			mem.State = replicator.MemberSuspect
+			mem.State = member.Suspect
 		}
 	case serf.StatusFailed:
-		mem.State = replicator.MemberFailed
+		mem.State = member.Failed
 	case serf.StatusLeaving, serf.StatusLeft:
-		mem.State = replicator.MemberLeft
+		mem.State = member.Left
 	default:
-		mem.State = replicator.MemberFailed
+		mem.State = member.Failed
 	}
 	return mem
 }
@@ -445,7 +456,7 @@ func (m *Membership) GossipPeers() []string {
 	self := m.Self()
 	peers := []string{self.GossipAddr}
 	for _, mem := range m.Members() {
-		if mem.Name != self.Name && mem.State == replicator.MemberAlive {
+		if mem.Name != self.Name && mem.State == member.Alive {
 			peers = append(peers, mem.GossipAddr)
 		}
 	}
@@ -472,7 +483,7 @@ func (m *Membership) Query(name string, payload []byte, timeout time.Duration) (
 	}
 	alive := 0
 	for _, mem := range m.Members() {
-		if mem.State == replicator.MemberAlive || mem.State == replicator.MemberSuspect {
+		if mem.State == member.Alive || mem.State == member.Suspect {
 			alive++
 		}
 	}

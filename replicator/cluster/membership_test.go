@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lazaret/lazaret/replicator"
 	"github.com/lazaret/lazaret/replicator/cluster"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 var gossipKey = []byte("0123456789abcdef0123456789abcdef")
@@ -31,11 +31,11 @@ func startMember(t *testing.T, name string, number int, join ...string) (*cluste
 }
 
 // waitMembers waits until m sees exactly want (number → state).
-func waitMembers(t *testing.T, m *cluster.Membership, want map[int]replicator.MemberState) {
+func waitMembers(t *testing.T, m *cluster.Membership, want map[int]member.State) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got := map[int]replicator.MemberState{}
+		got := map[int]member.State{}
 		for _, mem := range m.Members() {
 			got[mem.Number] = mem.State
 		}
@@ -71,7 +71,7 @@ func TestMembershipConvergesAndRefusesDuplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := map[int]replicator.MemberState{1: replicator.MemberAlive, 2: replicator.MemberAlive, 3: replicator.MemberAlive}
+	all := map[int]member.State{1: member.Alive, 2: member.Alive, 3: member.Alive}
 	for _, m := range []*cluster.Membership{a, b, c} {
 		waitMembers(t, m, all)
 	}
@@ -102,9 +102,9 @@ func TestMembershipConvergesAndRefusesDuplicates(t *testing.T) {
 
 	// A crash shows as failed (or suspect first); a graceful stop as left.
 	c.Kill()
-	waitMembers(t, a, map[int]replicator.MemberState{1: replicator.MemberAlive, 2: replicator.MemberAlive, 3: replicator.MemberFailed})
+	waitMembers(t, a, map[int]member.State{1: member.Alive, 2: member.Alive, 3: member.Failed})
 	b.Close()
-	waitMembers(t, a, map[int]replicator.MemberState{1: replicator.MemberAlive, 2: replicator.MemberLeft, 3: replicator.MemberFailed})
+	waitMembers(t, a, map[int]member.State{1: member.Alive, 2: member.Left, 3: member.Failed})
 	// The failed node's number stays taken.
 	if _, err := startMember(t, "d", 3, seed); !errors.Is(err, cluster.ErrMemberConflict) {
 		t.Fatalf("number of a failed member: %v", err)
@@ -132,8 +132,8 @@ func TestMembershipEventsAndQueries(t *testing.T) {
 	}
 	a := mk("a", 1)
 	b := mk("b", 2, a.Self().GossipAddr)
-	waitMembers(t, a, map[int]replicator.MemberState{1: replicator.MemberAlive, 2: replicator.MemberAlive})
-	waitMembers(t, b, map[int]replicator.MemberState{1: replicator.MemberAlive, 2: replicator.MemberAlive})
+	waitMembers(t, a, map[int]member.State{1: member.Alive, 2: member.Alive})
+	waitMembers(t, b, map[int]member.State{1: member.Alive, 2: member.Alive})
 	qt := time.Now()
 	answers, err := a.Query("who", nil, 2*time.Second)
 	t.Logf("query took %v", time.Since(qt))

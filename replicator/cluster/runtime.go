@@ -13,7 +13,7 @@ import (
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/proto/lazaretpb"
-	"github.com/lazaret/lazaret/replicator"
+	"github.com/lazaret/lazaret/replicator/member"
 )
 
 // RuntimeConfig is what a clustered node needs to run its cluster side.
@@ -137,7 +137,7 @@ func (r *Runtime) Start(data DataPathServer) error {
 	if err != nil {
 		return fmt.Errorf("cluster: peer port: %w", err)
 	}
-	r.server = NewPeerServer(r.Creds.ServerTLS(), NewPeerService(data, r.join))
+	r.server = NewPeerServer(r.Creds, NewPeerService(data, r.join))
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -195,7 +195,7 @@ func (r *Runtime) Status(ctx context.Context, timeout time.Duration) []lazaret.M
 
 // MemberStatuses builds the cluster status table from membership and the
 // members' NodeStatus answers.
-func MemberStatuses(ctx context.Context, members replicator.Membership, peers replicator.PeerDialer, timeout time.Duration) []lazaret.MemberStatus {
+func MemberStatuses(ctx context.Context, members member.Membership, peers member.PeerDialer, timeout time.Duration) []lazaret.MemberStatus {
 	self := members.Self()
 	list := members.Members()
 	out := make([]lazaret.MemberStatus, len(list))
@@ -205,7 +205,7 @@ func MemberStatuses(ctx context.Context, members replicator.Membership, peers re
 			Node: m.Number, Name: m.Name, PeerAddr: m.PeerAddr, GossipAddr: m.GossipAddr,
 			State: m.State.String(), Zone: m.Zone, Version: m.Version, Self: m.Name == self.Name,
 		}
-		if m.State != replicator.MemberAlive && m.State != replicator.MemberSuspect {
+		if m.State != member.Alive && m.State != member.Suspect {
 			out[i].Error = "not alive"
 			continue
 		}
