@@ -7,10 +7,20 @@ RUNDIR  ?= /tmp/lazaret-run
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test test-unit test-e2e bench proto proto-check lint deps fuzz clean
+.PHONY: build run test test-unit test-e2e bench proto proto-check lint deps fuzz clean deb
 
+## build: a static binary (no cgo), as `make deb` packages it and the tests
+## in test/ run it, so the three share their compiled packages.
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lazaret
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lazaret
+
+## deb: the Debian package (binary, lazaret user, /etc/lazaret/lazaret.toml,
+## /var/lib/lazaret, systemd units) in $(DEB_OUT), built with dpkg-deb from
+## deploy/debian. The binary is static (no cgo), so it runs on any Debian.
+DEB_OUT ?= bin
+deb:
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS) -s -w' -o bin/deb/lazaret ./cmd/lazaret
+	deploy/deb.sh bin/deb/lazaret $(VERSION) $(DEB_OUT)
 
 ## run: a 3-node cluster on 127.0.0.1-3, one process per node, in $(RUNDIR)
 ## (no config file, no PostgreSQL, no root needed). Ctrl-C stops it; run again to restart it.

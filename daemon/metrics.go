@@ -229,6 +229,7 @@ type snapshot struct {
 	storeErr error
 	stats    objstore.Stats
 	freeDisk int64 // -1 if unknown
+	diskSize int64 // of the data directory's file system; -1 if unknown
 	space    objstore.SpaceStatus
 
 	under, underBytes int64
@@ -248,14 +249,14 @@ type snapshot struct {
 }
 
 func (s *sources) read(now time.Time) snapshot {
-	sn := snapshot{at: now, freeDisk: -1}
+	sn := snapshot{at: now, freeDisk: -1, diskSize: -1}
 	var err error
 	if sn.stats, err = s.store.Stats(); err != nil {
 		sn.storeErr = err
 	} else if _, err = s.store.LoadIDLease(); err != nil {
 		sn.storeErr = err
 	}
-	sn.freeDisk = diskFree(s.store.Dir())
+	sn.freeDisk, sn.diskSize = diskSpace(s.store.Dir())
 	sn.space = s.store.Space()
 	sn.under, sn.underBytes, sn.underOldest = s.node.UnderProtected()
 	sn.corrupt = s.node.CorruptShards()
@@ -282,7 +283,7 @@ type nodeCollector struct {
 	info  *prometheus.Desc
 
 	storeUp, messages, bodyBytes, shards, shardBytes, diskBytes, freeDisk *prometheus.Desc
-	diskReserve, diskFullRefused                                          *prometheus.Desc
+	diskSize, diskReserve, diskFullRefused                                *prometheus.Desc
 	under, underBytes, underAge, corrupt, pushQueued, pushDropped         *prometheus.Desc
 	members, memberUp                                                     *prometheus.Desc
 	repairQueue, repairedShards, repairedBytes, repairFailures            *prometheus.Desc
@@ -305,6 +306,7 @@ func newNodeCollector(src func() (*sources, bool), clock lazaret.Clock, constLab
 		shardBytes:      d("lazaret_store_shard_bytes", "Bytes of the shards stored on this node."),
 		diskBytes:       d("lazaret_store_disk_bytes", "Disk space used by the store's files."),
 		freeDisk:        d("lazaret_store_disk_free_bytes", "Free space, for an unprivileged user, on the file system of the data directory."),
+		diskSize:        d("lazaret_store_disk_size_bytes", "Size of the file system of the data directory (for alerts on the share that is free)."),
 		diskReserve:     d("lazaret_store_disk_reserve_bytes", "Free space the store keeps: writes that would leave less are refused as disk full."),
 		diskFullRefused: d("lazaret_store_disk_full_refusals_total", "Writes refused because the disk was full, since the store opened."),
 		under:           d("lazaret_under_protected_messages", "Messages taken in by this node that are stored with fewer shards than their code wants."),
@@ -329,7 +331,7 @@ func newNodeCollector(src func() (*sources, bool), clock lazaret.Clock, constLab
 
 // Describe sends every descriptor.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.info, c.storeUp, c.messages, c.bodyBytes, c.shards, c.shardBytes, c.diskBytes, c.freeDisk, c.diskReserve, c.diskFullRefused,
+	for _, d := range []*prometheus.Desc{c.info, c.storeUp, c.messages, c.bodyBytes, c.shards, c.shardBytes, c.diskBytes, c.freeDisk, c.diskSize, c.diskReserve, c.diskFullRefused,
 		c.under, c.underBytes, c.underAge, c.corrupt, c.pushQueued, c.pushDropped, c.members, c.memberUp, c.problems,
 		c.repairQueue, c.repairedShards, c.repairedBytes, c.repairFailures, c.syncLast, c.syncDiffs, c.syncBytes, c.syncRounds} {
 		ch <- d
@@ -362,6 +364,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.diskBytes, float64(sn.stats.DiskBytes))
 	if sn.freeDisk >= 0 {
 		gauge(c.freeDisk, float64(sn.freeDisk))
+		gauge(c.diskSize, float64(sn.diskSize))
 	}
 	gauge(c.diskReserve, float64(sn.space.Reserve))
 	counter(c.diskFullRefused, float64(sn.space.Refused))
