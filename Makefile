@@ -101,8 +101,16 @@ bench-index: build
 bench-fuse: build
 	LAZARET_FUSE_BENCH=$${LAZARET_FUSE_BENCH:-1000,10000} $(GO) test -count=1 -run=TestFUSEBenchTable -v -timeout 30m ./test/
 
+## bench-sim: the scale simulation's full table (docs/scale.md): real
+## reconcile sessions over up to 10^6 items a side, N in {5,16,64}, M in
+## {10^6,10^7,10^8}.
+.PHONY: bench-sim
+bench-sim: build
+	$(BIN) sim --full
+
 bench: build
 	$(GO) test -run=NONE -bench=. -benchmem ./...
+	$(MAKE) bench-sim
 	$(MAKE) bench-fuse
 	LAZARET_RECONCILE_TABLE=1 $(GO) test -count=1 -run='TestReconcileCostTable|TestMemSetIncremental' -v ./replicator/reconcile
 	LAZARET_REPAIR_TABLE=1 $(GO) test -count=1 -run=TestRepairThroughputTable -v ./replicator

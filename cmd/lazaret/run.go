@@ -55,6 +55,7 @@ func (m *Main) commands() map[string]command {
 		"status":      {"show the node's status", (*Main).status},
 		"version":     {"print the version", (*Main).printVersion},
 		"bench":       {"measure put/get throughput against a running node", (*Main).bench},
+		"sim":         {"simulate the cluster at 5-64 nodes and 10^6-10^8 messages (docs/scale.md)", (*Main).simulate},
 		"s3":          {"S3 API access keys (s3 key create, s3 key list)", (*Main).s3},
 	}
 }
