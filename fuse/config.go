@@ -29,9 +29,6 @@ func ParsePlace(s string) (Place, error) {
 	return "", fmt.Errorf("unknown place %q (want spam, nonspam, mcp or dir)", s)
 }
 
-// kindDirs are the single-file places, in listing order.
-var kindDirs = []Place{PlaceMCP, PlaceNonSpam, PlaceSpam}
-
 // Config is the view's configuration; DefaultConfig gives the defaults.
 type Config struct {
 	// Location is the time zone of day directories. Every node of a

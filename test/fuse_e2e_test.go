@@ -320,7 +320,7 @@ func TestFUSEOutage(t *testing.T) {
 	}
 	t.Logf("with the node dead: EIO after %v", time.Since(start).Round(time.Millisecond))
 
-	p = startServe(t, dir) // same data and socket
+	startServe(t, dir) // same data and socket
 	took := waitUntil(t, 20*time.Second, "mount serves again", func() bool {
 		b, err := os.ReadFile(file)
 		return err == nil && len(b) == int(m.Size)
