@@ -156,6 +156,18 @@ func formatID(f IDFormat, sec int64, seq uint64, node int) ID {
 	return ID(buf[:n])
 }
 
+// MakeID returns the id of format f that node issues as its seq-th id of
+// second sec (Unix time), as an allocator would; simulations and tests use
+// it to make realistic ids without an allocator. It fails with
+// [ErrInvalidID] when a value does not fit its field.
+func MakeID(f IDFormat, sec int64, seq uint64, node int) (ID, error) {
+	const maxSec = 62*62*62*62*62*62 - 1
+	if f.MaxNode() < 0 || sec < 0 || sec > maxSec || seq > f.maxSeq() || node < 0 || node > f.MaxNode() {
+		return "", &Error{Op: "make id", Err: fmt.Errorf("%w: format %v, second %d, sequence %d, node %d out of range", ErrInvalidID, f, sec, seq, node)}
+	}
+	return formatID(f, sec, seq, node), nil
+}
+
 // putBase62 writes v into dst as len(dst) base-62 digits, most significant
 // first, zero-padded. Digits beyond len(dst) are dropped; callers check range.
 func putBase62(dst []byte, v uint64) {

@@ -311,3 +311,22 @@ func nodeWidth(f lazaret.IDFormat) int {
 	}
 	return 4
 }
+
+func TestMakeID(t *testing.T) {
+	id, err := lazaret.MakeID(lazaret.IDFormatExim16, 1_780_000_000, 61, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lazaret.ParseID(string(id)); err != nil || id.Node() != 7 || id.Time().Unix() != 1_780_000_000 {
+		t.Errorf("MakeID = %s: parse %v, node %d, time %d", id, err, id.Node(), id.Time().Unix())
+	}
+	for _, bad := range []struct {
+		sec  int64
+		seq  uint64
+		node int
+	}{{-1, 0, 1}, {62 * 62 * 62 * 62 * 62 * 62, 0, 1}, {0, 62 * 62 * 62 * 62 * 62 * 62, 1}, {0, 0, lazaret.MaxNode16 + 1}, {0, 0, -1}} {
+		if id, err := lazaret.MakeID(lazaret.IDFormatExim16, bad.sec, bad.seq, bad.node); !errors.Is(err, lazaret.ErrInvalidID) {
+			t.Errorf("MakeID(%d, %d, %d) = %q, %v; want lazaret.ErrInvalidID", bad.sec, bad.seq, bad.node, id, err)
+		}
+	}
+}

@@ -12,17 +12,6 @@ import (
 	"github.com/lazaret/lazaret/replicator/reconcile"
 )
 
-// base62 writes v as width digits of Exim's alphabet.
-func base62(v uint64, width int) string {
-	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	b := make([]byte, width)
-	for i := width - 1; i >= 0; i-- {
-		b[i] = digits[v%62]
-		v /= 62
-	}
-	return string(b)
-}
-
 // epoch is the first second of the simulated retention window.
 const epoch = 1_780_000_000
 
@@ -37,7 +26,11 @@ func ids(n int, span int64, nodes int) []string {
 		if sec != last {
 			seq, last = 0, sec
 		}
-		out[i] = base62(uint64(sec), 6) + "-" + base62(uint64(seq/nodes), 6) + "-" + base62(uint64(1+seq%nodes), 2)
+		id, err := lazaret.MakeID(lazaret.IDFormatExim16, sec, uint64(seq/nodes), 1+seq%nodes)
+		if err != nil {
+			panic(err) // the window and node counts of the simulation always fit
+		}
+		out[i] = string(id)
 		seq++
 	}
 	return out

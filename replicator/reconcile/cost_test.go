@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lazaret/lazaret"
 )
 
 // This file measures what a session costs (issue #4 §6): bytes on the wire
@@ -17,17 +19,6 @@ import (
 //
 //	LAZARET_RECONCILE_TABLE=1 go test -run=TestReconcileCostTable -v ./replicator/reconcile/
 //	go test -run=NONE -bench=Reconcile ./replicator/reconcile/
-
-// base62 writes v as width base-62 digits (Exim's alphabet).
-func base62(v uint64, width int) string {
-	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	b := make([]byte, width)
-	for i := width - 1; i >= 0; i-- {
-		b[i] = digits[v%62]
-		v /= 62
-	}
-	return string(b)
-}
 
 // realisticItems returns n items with 16-char Lazaret ids issued over 30
 // days by 5 nodes, in key order, with hashes of random content.
@@ -41,7 +32,11 @@ func realisticItems(n int, seed uint64) []Item {
 		node := 1 + i%5
 		s := seq[sec]
 		seq[sec]++
-		key := base62(uint64(sec), 6) + "-" + base62(s, 6) + "-" + base62(uint64(node), 2)
+		id, err := lazaret.MakeID(lazaret.IDFormatExim16, sec, s, node)
+		if err != nil {
+			panic(err)
+		}
+		key := string(id)
 		var c [8]byte
 		binary.LittleEndian.PutUint64(c[:], r.next())
 		items = append(items, Item{Key: key, Hash: HashItem(key, c[:])})
