@@ -1005,7 +1005,7 @@ func (s *soak) converged(acked []*netMsg, pgDSN string) (string, map[lazaret.ID]
 		}
 		js := map[lazaret.ID]string{}
 		for id, m := range recs {
-			b, _ := json.Marshal(m)
+			b, _ := json.Marshal(canonicalHistory(m))
 			js[id] = string(b)
 		}
 		if ref == nil {
@@ -1035,6 +1035,24 @@ func (s *soak) converged(acked []*netMsg, pgDSN string) (string, map[lazaret.ID]
 		}
 	}
 	return "", ref
+}
+
+// canonicalHistory returns m with its history in the merge's order (time,
+// node, action, actor, detail, request id). A node whose clock stepped
+// back may hold the same events in the order it appended them; anti-entropy
+// hashes the canonical order, so that copy is equal, and stays as it is.
+func canonicalHistory(m *lazaret.Metadata) *lazaret.Metadata {
+	c := m.Clone()
+	slices.SortStableFunc(c.History, func(a, b lazaret.Event) int {
+		if d := a.Time.Compare(b.Time); d != 0 {
+			return d
+		}
+		if a.Node != b.Node {
+			return a.Node - b.Node
+		}
+		return strings.Compare(a.Action+"\x00"+a.Actor+"\x00"+a.Detail+"\x00"+a.Request, b.Action+"\x00"+b.Actor+"\x00"+b.Detail+"\x00"+b.Request)
+	})
+	return c
 }
 
 // storeRecords reads the records of ids from node k's store; an id the
