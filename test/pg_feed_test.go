@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -263,6 +264,10 @@ func TestPGThreeFeedersAndRebuild(t *testing.T) {
 			t.Fatalf("lazaret index rebuild: %v\n%s", err, out)
 		}
 		t.Logf("node %d: %s", n+1, strings.TrimSpace(string(out)))
+		// Not a terminal: progress is a plain line, at least the last one.
+		if !regexp.MustCompile(`index rebuild: \d+/\d+ msgs \(100%\), \d+/s, elapsed \S+ done`).Match(out) {
+			t.Errorf("lazaret index rebuild printed no final progress line:\n%s", out)
+		}
 	}
 	rebuilt := pgRows(t, dsn2)
 	if len(rebuilt) != len(want) {

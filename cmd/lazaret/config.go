@@ -35,6 +35,8 @@ type Config struct {
 	Cluster   ClusterConfig   `toml:"cluster"` // config_cluster.go
 	HTTP      HTTPConfig      `toml:"http"`    // config_http.go
 	Health    HealthConfig    `toml:"health"`  // config_http.go
+	S3        S3Config        `toml:"s3"`      // config_s3.go
+	FUSE      FUSEConfig      `toml:"fuse"`    // config_fuse.go
 }
 
 // NodeConfig is the [node] table.
@@ -48,6 +50,10 @@ type NodeConfig struct {
 type StoreConfig struct {
 	Data           string `toml:"data"`             // data directory
 	MaxMessageSize Size   `toml:"max_message_size"` // e.g. "64MiB"
+	// MinFree is the space kept free on the data file system: writes that
+	// would leave less are refused with a temporary error. 0 derives it
+	// from the store's memory sizes (about 100 MiB).
+	MinFree Size `toml:"min_free"`
 }
 
 // APIConfig is the [api] table.
@@ -95,6 +101,8 @@ func DefaultConfig() Config {
 		Cluster:   defaultClusterConfig(),
 		HTTP:      defaultHTTPConfig(),
 		Health:    defaultHealthConfig(),
+		S3:        defaultS3Config(),
+		FUSE:      defaultFUSEConfig(),
 	}
 }
 
@@ -119,6 +127,15 @@ func ParseConfig(data []byte, name string) (Config, error) {
 		return cfg, fmt.Errorf("config %s: %w", name, err)
 	}
 	return cfg, nil
+}
+
+// loadConfigOr loads the config file at path, or returns the defaults when
+// path is empty.
+func loadConfigOr(path string) (Config, error) {
+	if path == "" {
+		return DefaultConfig(), nil
+	}
+	return LoadConfig(path)
 }
 
 func describeTOMLError(err error) string {
@@ -184,6 +201,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Health.validate(); err != nil {
+		return err
+	}
+	if err := c.validateS3(); err != nil {
+		return err
+	}
+	if err := c.FUSE.validate(c); err != nil {
 		return err
 	}
 	switch c.Log.Level {
@@ -255,18 +278,23 @@ func (c *Config) replicatorConfig() replicator.Config {
 func (c *Config) daemonConfig() daemon.Config {
 	mode, _ := c.socketMode() // Validate reports a bad one
 	dc := daemon.Config{
-		Node:       c.replicatorConfig(),
-		Store:      objstore.DefaultConfig(c.Store.Data),
+		Node:  c.replicatorConfig(),
+		Store: objstore.DefaultConfig(c.Store.Data),
+
 		API:        daemon.APIConfig{Socket: c.API.Socket, Mode: mode, Group: c.API.SocketGroup},
 		HTTPListen: c.HTTP.Listen,
 		Health:     c.Health.daemonHealth(),
 	}
+	dc.Store.MinFree = int64(c.Store.MinFree)
 	if c.SMTP.Enabled {
 		fc := c.smtpfilterConfig()
 		dc.SMTP = &fc
 	}
 	if c.Index.Postgres != "" {
 		dc.Index = &daemon.IndexConfig{Postgres: c.Index.pgConfig(), Feeder: c.feederConfig(), OutboxMaxRecords: c.Index.OutboxMaxRecords}
+	}
+	if c.S3.Listen != "" {
+		dc.Frontends = append(dc.Frontends, c.s3Frontend()) // serve_s3.go
 	}
 	if c.Cluster.Enabled {
 		cl := c.Cluster
@@ -279,6 +307,9 @@ func (c *Config) daemonConfig() daemon.Config {
 			SnapshotPath: filepath.Join(c.Store.Data, "serf.snapshot"),
 			Local:        cl.GossipProfile == "local",
 		}
+	}
+	if f := c.fuseFrontend(); f != nil { // serve_fuse.go
+		dc.Frontends = append(dc.Frontends, *f)
 	}
 	return dc
 }

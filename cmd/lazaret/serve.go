@@ -21,15 +21,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	postgres := fs.String("postgres", "", "feed and search the PostgreSQL index at DSN (overrides index.postgres)")
 	clockFile := fs.String("test-clock-offset-file", "", "tests only: shift this node's clock by the duration in FILE, re-read every second")
 	httpAddr := fs.String("http", "", "serve /metrics, /health and /ready on ADDR, e.g. "+DefaultHTTPListen+" (overrides http.listen)")
+	s3Addr := fs.String("s3", "", "serve the S3 API on ADDR, e.g. 127.0.0.1:9000 (overrides s3.listen)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg := DefaultConfig()
-	if *configPath != "" {
-		var err error
-		if cfg, err = LoadConfig(*configPath); err != nil {
-			return err
-		}
+	cfg, err := loadConfigOr(*configPath)
+	if err != nil {
+		return err
 	}
 	if *data != "" {
 		cfg.Store.Data = *data
@@ -48,6 +46,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	if *httpAddr != "" {
 		cfg.HTTP.Listen = *httpAddr
+	}
+	if *s3Addr != "" {
+		cfg.S3.Listen = *s3Addr
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
