@@ -42,7 +42,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1006,7 +1005,7 @@ func (s *soak) converged(acked []*netMsg, pgDSN string) (string, map[lazaret.ID]
 		}
 		js := map[lazaret.ID]string{}
 		for id, m := range recs {
-			b, _ := json.Marshal(m)
+			b, _ := json.Marshal(canonicalHistory(m))
 			js[id] = string(b)
 		}
 		if ref == nil {
@@ -1036,6 +1035,24 @@ func (s *soak) converged(acked []*netMsg, pgDSN string) (string, map[lazaret.ID]
 		}
 	}
 	return "", ref
+}
+
+// canonicalHistory returns m with its history in the merge's order (time,
+// node, action, actor, detail, request id). A node whose clock stepped
+// back may hold the same events in the order it appended them; anti-entropy
+// hashes the canonical order, so that copy is equal, and stays as it is.
+func canonicalHistory(m *lazaret.Metadata) *lazaret.Metadata {
+	c := m.Clone()
+	slices.SortStableFunc(c.History, func(a, b lazaret.Event) int {
+		if d := a.Time.Compare(b.Time); d != 0 {
+			return d
+		}
+		if a.Node != b.Node {
+			return a.Node - b.Node
+		}
+		return strings.Compare(a.Action+"\x00"+a.Actor+"\x00"+a.Detail+"\x00"+a.Request, b.Action+"\x00"+b.Actor+"\x00"+b.Detail+"\x00"+b.Request)
+	})
+	return c
 }
 
 // storeRecords reads the records of ids from node k's store; an id the
@@ -1139,7 +1156,14 @@ func (s *soak) explainUndeleted(acked []*netMsg) int {
 // verifyReads reads every acknowledged message from every node: live ones
 // must come back byte-identical, deleted ones must not come back at all.
 func (s *soak) verifyReads(acked []*netMsg) (lost, corrupt, resurrected int) {
-	var nLost, nCorrupt, nRes atomic.Int64
+	// Counted per message: a message lost on every node is one loss.
+	var mu2 sync.Mutex
+	lostIDs, corruptIDs, resIDs := map[lazaret.ID]bool{}, map[lazaret.ID]bool{}, map[lazaret.ID]bool{}
+	mark := func(set map[lazaret.ID]bool, id lazaret.ID) {
+		mu2.Lock()
+		set[id] = true
+		mu2.Unlock()
+	}
 	clients := map[int]*rpc.Client{}
 	for _, nd := range s.c.nodes {
 		c, err := s.client(nd.k)
@@ -1170,13 +1194,13 @@ func (s *soak) verifyReads(acked []*netMsg) (lost, corrupt, resurrected int) {
 		if a.deleted {
 			if err == nil {
 				rc.Close()
-				nRes.Add(1)
+				mark(resIDs, a.id)
 				report("deleted message %s is readable from node %d", a.id, k)
 			}
 			return nil
 		}
 		if err != nil {
-			nLost.Add(1)
+			mark(lostIDs, a.id)
 			report("acknowledged message %s (put on node %d at %s) cannot be read from node %d: %v", a.id, a.node, a.at.Format("15:04:05.000"), k, err)
 			if k == 1 {
 				if md, err := clients[1].Stat(ctx, a.id); err == nil {
@@ -1196,12 +1220,12 @@ func (s *soak) verifyReads(acked []*netMsg) (lost, corrupt, resurrected int) {
 		var sum [32]byte
 		copy(sum[:], h.Sum(nil))
 		if err != nil || got != int64(a.size) || sum != a.sum {
-			nCorrupt.Add(1)
+			mark(corruptIDs, a.id)
 			report("message %s from node %d: %d bytes (%v), SHA-256 %x; put %d bytes %x", a.id, k, got, err, sum[:8], a.size, a.sum[:8])
 		}
 		return nil
 	})
-	return int(nLost.Load()), int(nCorrupt.Load()), int(nRes.Load())
+	return len(lostIDs), len(corruptIDs), len(resIDs)
 }
 
 // verifyIndex waits until every node's outbox is drained and compares the
