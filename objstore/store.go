@@ -34,6 +34,8 @@ type Store struct {
 
 	// Counters behind Stats, rebuilt at Open and maintained by every write.
 	messages, bodyBytes, shards, shardBytes atomic.Int64
+	// ws counts what writes cost (writestats.go).
+	ws writeCounters
 
 	// ob is the change outbox's in-memory state (outbox.go).
 	ob outboxState
@@ -72,6 +74,7 @@ func Open(cfg Config, log *slog.Logger, clock lazaret.Clock) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, db: db, log: log, clock: clock, done: make(chan struct{}),
 		commitCh: make(chan *commitReq), stopCommitter: make(chan struct{}), committerDone: make(chan struct{})}
+	s.startWriteStats()
 	go s.committer()
 	if err := s.sweepPending(); err != nil {
 		s.stopCommitting()
@@ -240,6 +243,9 @@ func (s *Store) commitGroup(group []*commitReq) {
 		}
 		err := txn.Commit()
 		txn.Discard()
+		if s.cfg.SyncWrites && (err == nil || !errors.Is(err, badger.ErrConflict)) {
+			s.ws.synced.Add(1)
+		}
 		if errors.Is(err, badger.ErrConflict) {
 			continue
 		}

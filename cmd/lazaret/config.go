@@ -254,6 +254,7 @@ func (c *Config) daemonConfig() daemon.Config {
 		Store:      objstore.DefaultConfig(c.Store.Data),
 		API:        daemon.APIConfig{Socket: c.API.Socket, Mode: mode, Group: c.API.SocketGroup},
 		HTTPListen: c.HTTP.Listen,
+		PProf:      c.HTTP.PProf,
 		Health:     c.Health.daemonHealth(),
 	}
 	if c.SMTP.Enabled {
