@@ -43,14 +43,14 @@ func badgerWrites() (vlog, l0, compaction int64) {
 		}
 		return 0
 	}
-	if m, ok := expvar.Get("badger_v4_write_bytes_compaction").(*expvar.Map); ok {
+	if m, ok := expvar.Get("badger_write_bytes_compaction").(*expvar.Map); ok {
 		m.Do(func(kv expvar.KeyValue) {
 			if v, ok := kv.Value.(*expvar.Int); ok {
 				compaction += v.Value()
 			}
 		})
 	}
-	return intVar("badger_v4_write_bytes_vlog"), intVar("badger_v4_write_bytes_l0"), compaction
+	return intVar("badger_write_bytes_vlog"), intVar("badger_write_bytes_l0"), compaction
 }
 
 // startWriteStats takes the readings WriteStats counts from.
