@@ -7,15 +7,27 @@ RUNDIR  ?= /tmp/lazaret-run
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build run test test-unit test-e2e bench proto proto-check lint deps fuzz clean
+.PHONY: build run test test-unit test-e2e bench proto proto-check lint deps fuzz clean deb
 
+## build: a static binary (no cgo), as `make deb` packages it and the tests
+## in test/ run it, so the three share their compiled packages.
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lazaret
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/lazaret
+
+## deb: the Debian package (binary, lazaret user, /etc/lazaret/lazaret.toml,
+## /var/lib/lazaret, systemd units) in $(DEB_OUT), built with dpkg-deb from
+## deploy/debian. The binary is static (no cgo), so it runs on any Debian.
+DEB_OUT ?= bin
+deb:
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS) -s -w' -o bin/deb/lazaret ./cmd/lazaret
+	deploy/deb.sh bin/deb/lazaret $(VERSION) $(DEB_OUT)
 
 ## run: a 3-node cluster on 127.0.0.1-3, one process per node, in $(RUNDIR)
 ## (no config file, no PostgreSQL, no root needed). Ctrl-C stops it; run again to restart it.
+## FIRST_IP=127.0.1.1 moves it to 127.0.1.1-3 (ports 1027, 7946 and 9127 stay).
+FIRST_IP ?= 127.0.0.1
 run: build
-	$(BIN) dev --nodes 3 --dir $(RUNDIR)
+	$(BIN) dev --nodes 3 --dir $(RUNDIR) --first-ip $(FIRST_IP)
 
 ## deps: install the Debian packages the tests use (idempotent; needs root).
 deps:
@@ -57,6 +69,24 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzVerdictHeaders -fuzztime=5s ./smtpfilter
 	$(GO) test -run=NONE -fuzz=FuzzSMTPSession -fuzztime=5s ./smtpfilter
 	$(GO) test -run=NONE -fuzz=FuzzReconcileMessage -fuzztime=5s ./replicator/reconcile
+	$(GO) test -run=NONE -fuzz=FuzzProxyHeader -fuzztime=5s ./smtpfilter
+	$(GO) test -run=NONE -fuzz=FuzzPeerRequests -fuzztime=5s ./replicator
+	$(GO) test -run=NONE -fuzz=FuzzParseConfig -fuzztime=5s ./cmd/lazaret
+
+## soak: the full fault soak (README "Fault soak"): 5 nodes in network
+## namespaces, SOAK_DURATION of faults with SOAK_KILLS kill -9; needs root.
+## `make test` runs a short one (TestFaultSoak with its defaults).
+.PHONY: soak
+SOAK_DURATION ?= 15m
+SOAK_KILLS    ?= 120
+soak: build
+	LAZARET_SOAK_DURATION=$(SOAK_DURATION) LAZARET_SOAK_KILLS=$(SOAK_KILLS) \
+	LAZARET_SOAK_HOLD=$${LAZARET_SOAK_HOLD:-15s} LAZARET_SOAK_SETTLE=$${LAZARET_SOAK_SETTLE:-10m} \
+	LAZARET_SOAK_RATE=$${LAZARET_SOAK_RATE:-5} LAZARET_SOAK_DISK=$${LAZARET_SOAK_DISK:-2147483648} \
+	  $(GO) test -count=1 -run '^TestFaultSoak$$' -v -timeout 90m ./test/
+	$(GO) test -run=NONE -fuzz=FuzzRequest -fuzztime=5s ./s3api
+	$(GO) test -run=NONE -fuzz=FuzzCanonical -fuzztime=5s ./s3api
+	$(GO) test -run=NONE -fuzz=FuzzChunked -fuzztime=5s ./s3api
 
 ## bench-index: PostgreSQL index feed rate and search latency on 1,000,000
 ## generated messages (README "PostgreSQL index"); starts its own PostgreSQL.
@@ -64,10 +94,24 @@ fuzz:
 bench-index: build
 	LAZARET_BENCH_PG_MESSAGES=$${LAZARET_BENCH_PG_MESSAGES:-1000000} $(GO) test -count=1 -run=NONE -bench=BenchmarkPGIndex -benchtime=1x -timeout 60m ./test/
 
+## bench-fuse: the FUSE view against lazaret get/put and the gRPC API, same
+## run: 1,000 mail-mix messages read and copied in, readdir of a 10,000-message
+## day (README "FUSE view"). Needs root or fusermount3.
+.PHONY: bench-fuse
+bench-fuse: build
+	LAZARET_FUSE_BENCH=$${LAZARET_FUSE_BENCH:-1000,10000} $(GO) test -count=1 -run=TestFUSEBenchTable -v -timeout 30m ./test/
+
 bench: build
 	$(GO) test -run=NONE -bench=. -benchmem ./...
+	$(MAKE) bench-fuse
 	LAZARET_RECONCILE_TABLE=1 $(GO) test -count=1 -run='TestReconcileCostTable|TestMemSetIncremental' -v ./replicator/reconcile
 	LAZARET_REPAIR_TABLE=1 $(GO) test -count=1 -run=TestRepairThroughputTable -v ./replicator
+
+## bench-s3: rclone copy of 1,000 mail-mix messages against a lazaret get loop,
+## and ListObjectsV2 paging over 100,000 keys (README "S3 API").
+.PHONY: bench-s3
+bench-s3: build
+	LAZARET_S3_BENCH=1 $(GO) test -count=1 -run 'TestS3Bench' -v -timeout 60m ./test/
 
 clean:
 	rm -rf bin $(RUNDIR)

@@ -51,3 +51,28 @@ func (e *Error) Unwrap() error { return e.Err }
 func Errorf(op string, id ID, format string, args ...any) error {
 	return &Error{Op: op, ID: id, Err: fmt.Errorf(format, args...)}
 }
+
+// ErrDiskFull: the node's data file system has too little free space to
+// write safely. It is a temporary error: errors.Is(ErrDiskFull,
+// ErrUnavailable) holds, so every frontend answers "try again later"
+// (gRPC Unavailable, SMTP 452), and writes resume by themselves once space
+// is freed.
+var ErrDiskFull error = diskFullError{}
+
+type diskFullError struct{}
+
+func (diskFullError) Error() string { return "disk full (temporarily unavailable)" }
+
+// Is makes ErrDiskFull match ErrUnavailable.
+func (diskFullError) Is(target error) bool { return target == ErrUnavailable }
+
+// Temporary returns err as a temporary error: unchanged when it already is
+// one (so that ErrDiskFull and the like stay visible to errors.Is),
+// otherwise wrapped so that errors.Is finds ErrUnavailable and no other
+// sentinel err may carry.
+func Temporary(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}

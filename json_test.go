@@ -43,3 +43,21 @@ func TestMetadataJSONRoundTrip(t *testing.T) {
 		t.Error("unknown state accepted")
 	}
 }
+
+// Durations in status JSON are seconds, named so (issue 16).
+func TestNodeStatusJSONSeconds(t *testing.T) {
+	st := lazaret.NodeStatus{Retention: 30 * 24 * time.Hour, Index: &lazaret.IndexStatus{BacklogAge: 1500 * time.Millisecond}}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"retention_seconds":2592000`, `"backlog_age_seconds":1.5`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	var back lazaret.NodeStatus
+	if err := json.Unmarshal(b, &back); err != nil || back.Retention != st.Retention || back.Index.BacklogAge != st.Index.BacklogAge {
+		t.Errorf("round trip: %+v, %v", back, err)
+	}
+}

@@ -132,6 +132,10 @@ type Metadata struct {
 
 	Size   int64    `json:"size"`
 	SHA256 [32]byte `json:"sha256"`
+	// MD5 is the body's MD5, kept because S3 clients (rclone, aws cli)
+	// check downloads against an ETag that is the MD5. Zero for messages
+	// stored before it was recorded.
+	MD5 [16]byte `json:"md5,omitzero"`
 	// Placement says how the body is stored and where its shards are.
 	Placement Placement `json:"placement"`
 
@@ -179,6 +183,10 @@ type ShardLoc struct {
 	Node   int      `json:"node"` // node number
 	Size   int64    `json:"size"`
 	SHA256 [32]byte `json:"sha256"`
+	// MD5 is the body's MD5, kept because S3 clients (rclone, aws cli)
+	// check downloads against an ETag that is the MD5. Zero for messages
+	// stored before it was recorded.
+	MD5 [16]byte `json:"md5,omitzero"`
 }
 
 // Version is a hybrid logical clock timestamp: wall time in nanoseconds, a

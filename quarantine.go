@@ -61,6 +61,15 @@ type PutRequest struct {
 	Received time.Time
 	// Actor names who is writing, for the history ("grpc", "smtp", "cli:alice").
 	Actor string
+
+	// Restore, when set, recreates a message from a backup (see
+	// ValidateRestore): the message keeps Restore's id, node, received
+	// time, envelope, header fields, verdict, state, learned-as and history
+	// verbatim, and the other fields above are ignored. The body must match
+	// Restore's Size and SHA256. A restore of an id already stored with the
+	// same body replaces that message's metadata with Restore's (a newer
+	// version, replicated as any change); another body is a conflict.
+	Restore *Metadata
 }
 
 // ListQuery selects messages for List. Zero fields do not filter.
@@ -107,8 +116,9 @@ type NodeStatus struct {
 	Messages  int64     `json:"messages"` // live (not deleted) messages
 	Bytes     int64     `json:"bytes"`    // body bytes of live messages
 	DiskBytes int64     `json:"disk_bytes"`
-	// Retention is how long messages are kept.
-	Retention time.Duration `json:"retention"`
+	// Retention is how long messages are kept. In JSON it is
+	// "retention_seconds", a whole number of seconds (see MarshalJSON).
+	Retention time.Duration `json:"-"`
 	// Health lists problems; empty means healthy.
 	Health []string `json:"health,omitempty"`
 	// Index describes the feed into the shared PostgreSQL index; nil when
@@ -184,8 +194,9 @@ type IndexStatus struct {
 	Reachable bool   `json:"reachable"` // the last attempt to reach it succeeded
 	// Backlog is the number of changes waiting in the outbox, and BacklogAge
 	// the age of the oldest.
-	Backlog    int64         `json:"backlog"`
-	BacklogAge time.Duration `json:"backlog_age"`
+	Backlog int64 `json:"backlog"`
+	// In JSON "backlog_age_seconds", in seconds (see MarshalJSON).
+	BacklogAge time.Duration `json:"-"`
 	// Resync says a full resynchronisation from the store is pending (the
 	// outbox overflowed, or was off).
 	Resync    bool      `json:"resync,omitempty"`

@@ -40,11 +40,13 @@ func (c *clusterSide) replicatorConfig(rc replicator.Config) replicator.Config {
 }
 
 // start serves the peer API (node's data path plus Join) and joins the
-// cluster. It fails if this node's number or name is taken.
+// cluster. It fails if this node's number or name is taken. Certificates of
+// nodes retired with `lazaret node remove` are refused from then on.
 func (c *clusterSide) start(node *replicator.Node) error {
 	if c == nil {
 		return nil
 	}
+	c.rt.Creds.SetRetired(node)
 	return c.rt.Start(node.PeerHandler())
 }
 

@@ -97,11 +97,11 @@ func Open(ctx context.Context, cfg Config, env Env) (d *Daemon, err error) {
 // reverse order: index pool, store, cluster side, node, peer port, feeder.
 func (d *Daemon) openNode(ctx context.Context) error {
 	c := d.cfg
-	if err := os.MkdirAll(c.Store.Dir, 0o750); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if err := ensureDir(d.log, "data directory (store.data, --data)", c.Store.Dir, 0o750); err != nil {
+		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(c.API.Socket), 0o755); err != nil {
-		return fmt.Errorf("socket directory: %w", err)
+	if err := ensureDir(d.log, "socket directory (api.socket, --socket)", filepath.Dir(c.API.Socket), 0o755); err != nil {
+		return err
 	}
 	idx, err := openIndex(ctx, c.Index, d.log) // nil without an index
 	if err != nil {
@@ -251,4 +251,19 @@ func (d *Daemon) fail(err error) {
 	case d.failed <- err:
 	default: // one failure is enough to stop
 	}
+}
+
+// ensureDir creates dir when it is missing, and says so: a node started
+// without flags uses the packaged defaults (/var/lib/lazaret,
+// /run/lazaret), as a service would, and the log names what it created and
+// which setting moves it.
+func ensureDir(log *slog.Logger, what, dir string, mode os.FileMode) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return fmt.Errorf("%s %s: %w", what, dir, err)
+	}
+	log.Info("created "+what, "path", dir)
+	return nil
 }

@@ -2,5 +2,5 @@
 
 package daemon
 
-// diskFree cannot tell the free space on this platform.
-func diskFree(dir string) int64 { return -1 }
+// diskSpace cannot tell free space and size on this platform.
+func diskSpace(dir string) (free, size int64) { return -1, -1 }

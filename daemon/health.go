@@ -26,6 +26,10 @@ func (c HealthConfig) problems(sn snapshot) []string {
 	if sn.storeErr != nil {
 		p = append(p, fmt.Sprintf("store unavailable: %v", sn.storeErr))
 	}
+	if sp := sn.space; !sp.FullSince.IsZero() {
+		p = append(p, fmt.Sprintf("disk full: writes refused for %s (%s free, %s kept in reserve; %d refused since start); free space on the data file system and writes resume by themselves",
+			seconds(sn.at.Sub(sp.FullSince)), humanBytes(max(sp.Free, 0)), humanBytes(sp.Reserve), sp.Refused))
+	}
 	if c.MinFreeDisk > 0 && sn.freeDisk >= 0 && sn.freeDisk < c.MinFreeDisk {
 		p = append(p, fmt.Sprintf("free disk: %s (threshold %s)", humanBytes(sn.freeDisk), humanBytes(c.MinFreeDisk)))
 	}

@@ -31,6 +31,7 @@ type fakeStore struct{ err error }
 func (f fakeStore) Stats() (objstore.Stats, error) { return objstore.Stats{Messages: 7}, nil }
 func (f fakeStore) LoadIDLease() (int64, error)    { return 0, f.err }
 func (f fakeStore) Dir() string                    { return os.TempDir() }
+func (f fakeStore) Space() objstore.SpaceStatus    { return objstore.SpaceStatus{Free: -1} }
 
 type fakeReplica struct {
 	under   int64

@@ -197,6 +197,8 @@ type storeSource interface {
 	// its database is broken.
 	LoadIDLease() (int64, error)
 	Dir() string
+	// Space is the free-space guard's view (full since when, reserve).
+	Space() objstore.SpaceStatus
 }
 
 // replicaSource is what the monitor reads from the replicator.
@@ -227,6 +229,8 @@ type snapshot struct {
 	storeErr error
 	stats    objstore.Stats
 	freeDisk int64 // -1 if unknown
+	diskSize int64 // of the data directory's file system; -1 if unknown
+	space    objstore.SpaceStatus
 
 	under, underBytes int64
 	underOldest       time.Time
@@ -245,14 +249,15 @@ type snapshot struct {
 }
 
 func (s *sources) read(now time.Time) snapshot {
-	sn := snapshot{at: now, freeDisk: -1}
+	sn := snapshot{at: now, freeDisk: -1, diskSize: -1}
 	var err error
 	if sn.stats, err = s.store.Stats(); err != nil {
 		sn.storeErr = err
 	} else if _, err = s.store.LoadIDLease(); err != nil {
 		sn.storeErr = err
 	}
-	sn.freeDisk = diskFree(s.store.Dir())
+	sn.freeDisk, sn.diskSize = diskSpace(s.store.Dir())
+	sn.space = s.store.Space()
 	sn.under, sn.underBytes, sn.underOldest = s.node.UnderProtected()
 	sn.corrupt = s.node.CorruptShards()
 	sn.metaShort = s.node.ShortMetadataPuts()
@@ -278,6 +283,7 @@ type nodeCollector struct {
 	info  *prometheus.Desc
 
 	storeUp, messages, bodyBytes, shards, shardBytes, diskBytes, freeDisk *prometheus.Desc
+	diskSize, diskReserve, diskFullRefused                                *prometheus.Desc
 	under, underBytes, underAge, corrupt, pushQueued, pushDropped         *prometheus.Desc
 	members, memberUp                                                     *prometheus.Desc
 	repairQueue, repairedShards, repairedBytes, repairFailures            *prometheus.Desc
@@ -292,37 +298,40 @@ func newNodeCollector(src func() (*sources, bool), clock lazaret.Clock, constLab
 	}
 	return &nodeCollector{
 		src: src, clock: clock, health: health,
-		info:           prometheus.NewDesc("lazaret_node_info", "Always 1; labels name this node's number, name and software version.", nil, constLabels),
-		storeUp:        d("lazaret_store_up", "1 if the local store answers reads, else 0."),
-		messages:       d("lazaret_store_messages", "Live (not deleted) messages whose metadata this node holds."),
-		bodyBytes:      d("lazaret_store_message_bytes", "Body bytes of the live messages whose metadata this node holds."),
-		shards:         d("lazaret_store_shards", "Shards stored on this node."),
-		shardBytes:     d("lazaret_store_shard_bytes", "Bytes of the shards stored on this node."),
-		diskBytes:      d("lazaret_store_disk_bytes", "Disk space used by the store's files."),
-		freeDisk:       d("lazaret_store_disk_free_bytes", "Free space, for an unprivileged user, on the file system of the data directory."),
-		under:          d("lazaret_under_protected_messages", "Messages taken in by this node that are stored with fewer shards than their code wants."),
-		underBytes:     d("lazaret_under_protected_bytes", "Body bytes of the under-protected messages."),
-		underAge:       d("lazaret_under_protected_oldest_age_seconds", "Age of the oldest under-protected message; 0 if there is none."),
-		corrupt:        d("lazaret_corrupt_shards_total", "Shards that failed their checksum when this node read them, since it started."),
-		pushQueued:     d("lazaret_metadata_push_queue_length", "Metadata changes waiting to be pushed to the other members."),
-		pushDropped:    d("lazaret_metadata_push_dropped_total", "Metadata pushes dropped because the queue was full (left to anti-entropy)."),
-		members:        d("lazaret_cluster_members", "Cluster members by state, as this node's gossip sees them.", "state"),
-		memberUp:       d("lazaret_cluster_member_up", "1 if the member is alive, as this node's gossip sees it, else 0.", "peer"),
-		repairQueue:    d("lazaret_repair_queue_length", "Messages waiting for a repair check, being checked, or waiting for a retry."),
-		repairedShards: d("lazaret_repaired_shards_total", "Shards repair rebuilt and stored on this node since it started."),
-		repairedBytes:  d("lazaret_repaired_bytes_total", "Bytes of the shards repair rebuilt since start."),
-		repairFailures: d("lazaret_repair_failures_total", "Repair checks that failed (each is retried) since start."),
-		syncLast:       d("lazaret_reconcile_last_success_timestamp_seconds", "When the last successful metadata reconciliation with the peer ended (Unix time).", "peer"),
-		syncDiffs:      d("lazaret_reconcile_last_differences", "Records that differed in the last successful reconciliation with the peer.", "peer"),
-		syncBytes:      d("lazaret_reconcile_last_bytes", "Bytes the last successful reconciliation with the peer exchanged, records included.", "peer"),
-		syncRounds:     d("lazaret_reconcile_sessions_total", "Successful reconciliation sessions with the peer since start.", "peer"),
-		problems:       d("lazaret_health_problems", "Problems GET /health reports; 0 means healthy (200)."),
+		info:            prometheus.NewDesc("lazaret_node_info", "Always 1; labels name this node's number, name and software version.", nil, constLabels),
+		storeUp:         d("lazaret_store_up", "1 if the local store answers reads, else 0."),
+		messages:        d("lazaret_store_messages", "Live (not deleted) messages whose metadata this node holds."),
+		bodyBytes:       d("lazaret_store_message_bytes", "Body bytes of the live messages whose metadata this node holds."),
+		shards:          d("lazaret_store_shards", "Shards stored on this node."),
+		shardBytes:      d("lazaret_store_shard_bytes", "Bytes of the shards stored on this node."),
+		diskBytes:       d("lazaret_store_disk_bytes", "Disk space used by the store's files."),
+		freeDisk:        d("lazaret_store_disk_free_bytes", "Free space, for an unprivileged user, on the file system of the data directory."),
+		diskSize:        d("lazaret_store_disk_size_bytes", "Size of the file system of the data directory (for alerts on the share that is free)."),
+		diskReserve:     d("lazaret_store_disk_reserve_bytes", "Free space the store keeps: writes that would leave less are refused as disk full."),
+		diskFullRefused: d("lazaret_store_disk_full_refusals_total", "Writes refused because the disk was full, since the store opened."),
+		under:           d("lazaret_under_protected_messages", "Messages taken in by this node that are stored with fewer shards than their code wants."),
+		underBytes:      d("lazaret_under_protected_bytes", "Body bytes of the under-protected messages."),
+		underAge:        d("lazaret_under_protected_oldest_age_seconds", "Age of the oldest under-protected message; 0 if there is none."),
+		corrupt:         d("lazaret_corrupt_shards_total", "Shards that failed their checksum when this node read them, since it started."),
+		pushQueued:      d("lazaret_metadata_push_queue_length", "Metadata changes waiting to be pushed to the other members."),
+		pushDropped:     d("lazaret_metadata_push_dropped_total", "Metadata pushes dropped because the queue was full (left to anti-entropy)."),
+		members:         d("lazaret_cluster_members", "Cluster members by state, as this node's gossip sees them.", "state"),
+		memberUp:        d("lazaret_cluster_member_up", "1 if the member is alive, as this node's gossip sees it, else 0.", "peer"),
+		repairQueue:     d("lazaret_repair_queue_length", "Messages waiting for a repair check, being checked, or waiting for a retry."),
+		repairedShards:  d("lazaret_repaired_shards_total", "Shards repair rebuilt and stored on this node since it started."),
+		repairedBytes:   d("lazaret_repaired_bytes_total", "Bytes of the shards repair rebuilt since start."),
+		repairFailures:  d("lazaret_repair_failures_total", "Repair checks that failed (each is retried) since start."),
+		syncLast:        d("lazaret_reconcile_last_success_timestamp_seconds", "When the last successful metadata reconciliation with the peer ended (Unix time).", "peer"),
+		syncDiffs:       d("lazaret_reconcile_last_differences", "Records that differed in the last successful reconciliation with the peer.", "peer"),
+		syncBytes:       d("lazaret_reconcile_last_bytes", "Bytes the last successful reconciliation with the peer exchanged, records included.", "peer"),
+		syncRounds:      d("lazaret_reconcile_sessions_total", "Successful reconciliation sessions with the peer since start.", "peer"),
+		problems:        d("lazaret_health_problems", "Problems GET /health reports; 0 means healthy (200)."),
 	}
 }
 
 // Describe sends every descriptor.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.info, c.storeUp, c.messages, c.bodyBytes, c.shards, c.shardBytes, c.diskBytes, c.freeDisk,
+	for _, d := range []*prometheus.Desc{c.info, c.storeUp, c.messages, c.bodyBytes, c.shards, c.shardBytes, c.diskBytes, c.freeDisk, c.diskSize, c.diskReserve, c.diskFullRefused,
 		c.under, c.underBytes, c.underAge, c.corrupt, c.pushQueued, c.pushDropped, c.members, c.memberUp, c.problems,
 		c.repairQueue, c.repairedShards, c.repairedBytes, c.repairFailures, c.syncLast, c.syncDiffs, c.syncBytes, c.syncRounds} {
 		ch <- d
@@ -355,7 +364,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.diskBytes, float64(sn.stats.DiskBytes))
 	if sn.freeDisk >= 0 {
 		gauge(c.freeDisk, float64(sn.freeDisk))
+		gauge(c.diskSize, float64(sn.diskSize))
 	}
+	gauge(c.diskReserve, float64(sn.space.Reserve))
+	counter(c.diskFullRefused, float64(sn.space.Refused))
 	gauge(c.under, float64(sn.under))
 	gauge(c.underBytes, float64(sn.underBytes))
 	age := 0.0

@@ -86,7 +86,11 @@ func (s *Store) commit(ctx context.Context, op string, id lazaret.ID, shards []*
 	}
 	defer leave()
 	now := s.clock.Now()
-	err = s.update(func(txn *badger.Txn, d *delta) error {
+	need := int64(writeNeed)
+	for _, w := range shards {
+		need += int64(len(w.tail()))
+	}
+	err = s.updateNeed(need, func(txn *badger.Txn, d *delta) error {
 		for _, w := range shards {
 			if err := commitShardTxn(txn, w, now, d); err != nil {
 				return fmt.Errorf("shard %s/%d: %w", w.id, w.spec.Index, err)

@@ -72,6 +72,15 @@ type Config struct {
 	// as the PostgreSQL index feeder. Off, nothing is recorded and a
 	// leftover outbox is dropped at Open.
 	Outbox bool
+	// MinFree is the free space in bytes the store keeps on the file system
+	// of Dir: a write that would leave less is refused with an error
+	// wrapping lazaret.ErrDiskFull (temporary), and writes resume by
+	// themselves once space is freed (see space.go). Zero derives it from
+	// the badger sizes: MemTableSize x (NumMemtables +
+	// NumLevelZeroTablesStall) + 2 x ChunkSize + an eighth of the LSM tree
+	// (about 98 MiB with the defaults). Negative turns the check off.
+	MinFree int64
+
 	// OutboxMaxRecords bounds the outbox. Past it, changes are no longer
 	// recorded one by one: an overflow flag is set instead and the consumer
 	// resynchronises everything (see [Store.OutboxStats]).

@@ -14,3 +14,13 @@ func diskUsage(fi fs.FileInfo) int64 {
 	}
 	return fi.Size()
 }
+
+// statFree returns the bytes an unprivileged user may still write on the
+// file system of the store, or -1 if it cannot tell.
+func (s *Store) statFree() int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.cfg.Dir, &st); err != nil {
+		return -1
+	}
+	return int64(st.Bavail) * int64(st.Bsize) //nolint:unconvert // field types differ between platforms
+}

@@ -31,6 +31,11 @@ func (s *Store) RunGC() error {
 			return nil
 		default:
 		}
+		// GC copies a file's live values before it frees the file.
+		if !s.gcFits() {
+			s.log.Warn("value log GC skipped: too little free space to copy a value log file", "dir", s.cfg.Dir)
+			return nil
+		}
 		err := s.db.RunValueLogGC(s.cfg.GCDiscardRatio)
 		switch {
 		case err == nil:

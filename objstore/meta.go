@@ -114,7 +114,11 @@ func (s *Store) PutMeta(ctx context.Context, m *lazaret.Metadata) error {
 	if err != nil {
 		return &lazaret.Error{Op: op, ID: m.ID, Err: err}
 	}
-	err = s.update(func(txn *badger.Txn, d *delta) error {
+	need := int64(writeNeed)
+	if m.State == lazaret.StateDeleted {
+		need = freeingNeed // a tombstone lets its body go
+	}
+	err = s.updateNeed(need, func(txn *badger.Txn, d *delta) error {
 		if err := putMetaTxn(txn, m, val, d); err != nil {
 			return err
 		}

@@ -232,7 +232,7 @@ func (s *Store) OutboxAck(recs []OutboxRecord) error {
 	for len(recs) > 0 {
 		batch := recs[:min(len(recs), 1000)]
 		recs = recs[len(batch):]
-		err := s.update(func(txn *badger.Txn, d *delta) error {
+		err := s.updateNeed(freeingNeed, func(txn *badger.Txn, d *delta) error {
 			for _, r := range batch {
 				k := outboxKey(r.Seq)
 				if _, err := txn.Get(k); errors.Is(err, badger.ErrKeyNotFound) {

@@ -72,7 +72,7 @@ func (s *Store) expireBatches(ctx context.Context, ns byte, before time.Time, fn
 			batch := rest
 			var n int
 			for {
-				err = s.update(func(txn *badger.Txn, d *delta) (err error) {
+				err = s.updateNeed(freeingNeed, func(txn *badger.Txn, d *delta) (err error) {
 					n, err = fn(txn, batch, d)
 					return err
 				})

@@ -254,7 +254,7 @@ func (s *Store) DeleteShards(id lazaret.ID) error {
 		return &lazaret.Error{Op: op, ID: id, Err: err}
 	}
 	defer leave()
-	err = s.update(func(txn *badger.Txn, d *delta) error {
+	err = s.updateNeed(freeingNeed, func(txn *badger.Txn, d *delta) error {
 		_, err := deleteShardsTxn(txn, id, d)
 		return err
 	})

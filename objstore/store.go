@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -36,6 +41,9 @@ type Store struct {
 	messages, bodyBytes, shards, shardBytes atomic.Int64
 	// ws counts what writes cost (writestats.go).
 	ws writeCounters
+
+	// space is the free-space guard (space.go).
+	space space
 
 	// ob is the change outbox's in-memory state (outbox.go).
 	ob outboxState
@@ -70,13 +78,22 @@ func Open(cfg Config, log *slog.Logger, clock lazaret.Clock) (*Store, error) {
 	log = log.With("component", "objstore", "dir", cfg.Dir)
 	db, err := badger.Open(cfg.badgerOptions(badgerLogger{log.With("lib", "badger")}))
 	if err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			// Badger holds an flock on the directory and writes the
+			// holder's pid into LOCK; its error keeps no errno to test.
+			return nil, fmt.Errorf("objstore.Open %s: %w", cfg.Dir, lockHolder(cfg.Dir))
+		}
 		return nil, fmt.Errorf("objstore.Open %s: %w", cfg.Dir, err)
 	}
 	s := &Store{cfg: cfg, db: db, log: log, clock: clock, done: make(chan struct{}),
 		commitCh: make(chan *commitReq), stopCommitter: make(chan struct{}), committerDone: make(chan struct{})}
 	s.startWriteStats()
 	go s.committer()
-	if err := s.sweepPending(); err != nil {
+	if err := s.sweepPending(); errors.Is(err, lazaret.ErrDiskFull) {
+		// Leftover chunks are invisible; a later Open sweeps them. A node
+		// restarted on a full disk must still come up and serve reads.
+		log.Warn("unfinished writes left for a later start: disk full", "err", err)
+	} else if err != nil {
 		s.stopCommitting()
 		_ = db.Close()
 		return nil, fmt.Errorf("objstore.Open %s: sweeping unfinished writes: %w", cfg.Dir, err)
@@ -156,8 +173,18 @@ func (s *Store) apply(d *delta) {
 // if they had run one after another. fn may therefore run more than once (a
 // retry after a conflict, or a rerun without a failed neighbour), so it must
 // derive everything from what it reads in txn.
+//
+// update is for transactions that add at most writeNeed bytes; see
+// updateNeed.
 func (s *Store) update(fn func(txn *badger.Txn, d *delta) error) error {
-	req := &commitReq{fn: fn, done: make(chan error, 1)}
+	return s.updateNeed(writeNeed, fn)
+}
+
+// updateNeed is update for a transaction that adds up to need bytes, or
+// deletes (need == freeingNeed). It is refused with lazaret.ErrDiskFull when
+// the file system cannot take need bytes and keep the reserve (space.go).
+func (s *Store) updateNeed(need int64, fn func(txn *badger.Txn, d *delta) error) error {
+	req := &commitReq{fn: fn, need: need, done: make(chan error, 1)}
 	select {
 	case s.commitCh <- req:
 	case <-s.committerDone:
@@ -169,6 +196,7 @@ func (s *Store) update(fn func(txn *badger.Txn, d *delta) error) error {
 // commitReq is one caller's transaction function waiting for the committer.
 type commitReq struct {
 	fn   func(*badger.Txn, *delta) error
+	need int64 // bytes fn may add; freeingNeed for deletes
 	d    delta
 	done chan error
 }
@@ -196,8 +224,30 @@ func (s *Store) committer() {
 				break drain
 			}
 		}
-		s.commitGroup(group)
+		if group = s.admit(group); len(group) > 0 {
+			s.commitGroup(group)
+		}
 	}
+}
+
+// admit answers the requests of group that the free space cannot take with
+// lazaret.ErrDiskFull and returns the others, with one look at the free
+// space for the whole group.
+func (s *Store) admit(group []*commitReq) []*commitReq {
+	needs := make([]int64, len(group))
+	for i, r := range group {
+		needs[i] = r.need
+	}
+	errs := s.admitNeeds(needs)
+	kept := group[:0]
+	for i, r := range group {
+		if errs[i] != nil {
+			r.done <- errs[i]
+			continue
+		}
+		kept = append(kept, r)
+	}
+	return kept
 }
 
 // commitGroup commits group in one transaction, retrying on conflicts with
@@ -311,6 +361,9 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	if err := s.checkSpace(freeingNeed); err != nil {
+		return err
+	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, k := range keys {
@@ -379,3 +432,15 @@ func (d *delta) addMessage(state lazaret.State, size int64, sign int64) {
 
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.cfg.Dir }
+
+// ErrInUse: the data directory is open in another process.
+var ErrInUse = errors.New("data directory in use")
+
+// lockHolder describes who holds dir's badger lock, wrapping ErrInUse.
+func lockHolder(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "LOCK"))
+	if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid > 0 {
+		return fmt.Errorf("%w by pid %d", ErrInUse, pid)
+	}
+	return fmt.Errorf("%w by another process", ErrInUse)
+}

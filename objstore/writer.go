@@ -150,7 +150,7 @@ func (w *ShardWriter) flush() error {
 	binary.BigEndian.PutUint32(w.val, crc32.Checksum(data, castagnoli))
 	// update returns after the write is applied (and fsync'd), so w.val may
 	// be reused.
-	err = w.s.update(func(txn *badger.Txn, _ *delta) error {
+	err = w.s.updateNeed(int64(len(w.val))+writeNeed, func(txn *badger.Txn, _ *delta) error {
 		if !w.marked {
 			created := binary.BigEndian.AppendUint64(nil, uint64(w.s.clock.Now().UnixNano()))
 			if err := txn.Set(pendingKey(w.id, w.spec.Index, w.gen), created); err != nil {

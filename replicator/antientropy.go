@@ -612,116 +612,148 @@ type sessionResult struct {
 // session runs one session over st: as the initiator when first is nil,
 // else as the responder whose first received frame is first.
 func (ae *antiEntropy) session(ctx context.Context, st frameStream, rd *frameReader, first *pb.ReconcileFrame) (sessionResult, error) {
-	res := sessionResult{diff: map[string]bool{}}
 	sess, err := reconcile.NewSession(ae.set, ae.rcfg)
 	if err != nil {
-		return res, err
+		return sessionResult{diff: map[string]bool{}}, err
 	}
-	send := func(f *pb.ReconcileFrame) error {
-		res.sent += int64(proto.Size(f))
-		if err := st.Send(f); err != nil {
-			return wire.PeerError(err)
-		}
-		return nil
-	}
-	myDone, peerDone := false, false
+	r := &sessionRun{ae: ae, st: st, sess: sess, res: sessionResult{diff: map[string]bool{}}}
 	if first == nil {
-		ae.setMu.Lock()
-		step, err := sess.Initiate()
-		ae.setMu.Unlock()
-		if err != nil {
-			return res, err
-		}
-		b, err := step.Reply.MarshalBinary()
-		if err != nil {
-			return res, err
-		}
-		if err := send(&pb.ReconcileFrame{Node: int32(ae.n.cfg.NodeNumber), Removed: ae.removedPB(), Message: b}); err != nil {
-			return res, err
+		if err := r.initiate(); err != nil {
+			return r.res, err
 		}
 	}
-	for !myDone || !peerDone {
+	for !r.myDone || !r.peerDone {
 		f := first
 		first = nil
 		if f == nil {
 			if f, err = rd.next(ctx); err != nil {
 				if err == io.EOF {
-					return res, fmt.Errorf("%w: peer ended the session early", lazaret.ErrUnavailable)
+					return r.res, fmt.Errorf("%w: peer ended the session early", lazaret.ErrUnavailable)
 				}
-				return res, wire.PeerError(err)
+				return r.res, wire.PeerError(err)
 			}
 		}
-		res.recv += int64(proto.Size(f))
-		if rs := f.GetRemoved(); len(rs) > 0 {
-			ae.mergeRemoved(removedFromPB(rs))
-		}
-		if err := ae.mergeRecords(ctx, f.GetRecords(), &res); err != nil {
-			return res, err
-		}
-		if peerDone && len(f.GetMessage()) > 0 {
-			return res, fmt.Errorf("%w: reconcile message after the peer said done", reconcile.ErrBadMessage)
-		}
-		if f.GetDone() {
-			peerDone = true
-		}
-		if len(f.GetMessage()) == 0 {
-			if peerDone && !myDone && !sess.Done() {
-				return res, fmt.Errorf("%w: peer ended the session without answering", reconcile.ErrBadMessage)
-			}
-			continue
-		}
-		if myDone {
-			return res, fmt.Errorf("%w: reconcile message after this side's session ended", reconcile.ErrBadMessage)
-		}
-		var m reconcile.Message
-		if err := m.UnmarshalBinary(f.GetMessage()); err != nil {
-			return res, err
-		}
-		ae.setMu.Lock()
-		step, err := sess.Handle(&m)
-		ae.setMu.Unlock()
-		if err != nil {
-			return res, err
-		}
-		for _, k := range step.Have {
-			res.diff[k] = true
-		}
-		for _, k := range step.Need {
-			res.diff[k] = true
-		}
-		out := &pb.ReconcileFrame{}
-		if step.Reply != nil {
-			if out.Message, err = step.Reply.MarshalBinary(); err != nil {
-				return res, err
-			}
-		}
-		frames, err := ae.recordFrames(step.Have)
-		if err != nil {
-			return res, err
-		}
-		if len(frames) > 0 {
-			out.Records = frames[0]
-			frames = frames[1:]
-		}
-		if step.Done && len(frames) == 0 {
-			out.Done, myDone = true, true
-		}
-		if out.Message != nil || len(out.Records) > 0 || out.Done {
-			if err := send(out); err != nil {
-				return res, err
-			}
-		}
-		for i, recs := range frames {
-			last := i == len(frames)-1
-			if err := send(&pb.ReconcileFrame{Records: recs, Done: step.Done && last}); err != nil {
-				return res, err
-			}
-			if step.Done && last {
-				myDone = true
-			}
+		if err := r.handle(ctx, f); err != nil {
+			return r.res, err
 		}
 	}
-	return res, nil
+	return r.res, nil
+}
+
+// sessionRun is one session in progress.
+type sessionRun struct {
+	ae       *antiEntropy
+	st       frameStream
+	sess     *reconcile.Session
+	res      sessionResult
+	myDone   bool // this side sent its last frame
+	peerDone bool // the peer sent its last frame
+}
+
+// send sends f, counting its bytes.
+func (r *sessionRun) send(f *pb.ReconcileFrame) error {
+	r.res.sent += int64(proto.Size(f))
+	if err := r.st.Send(f); err != nil {
+		return wire.PeerError(err)
+	}
+	return nil
+}
+
+// initiate sends the initiator's first message, with the retired set.
+func (r *sessionRun) initiate() error {
+	r.ae.setMu.Lock()
+	step, err := r.sess.Initiate()
+	r.ae.setMu.Unlock()
+	if err != nil {
+		return err
+	}
+	b, err := step.Reply.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return r.send(&pb.ReconcileFrame{Node: int32(r.ae.n.cfg.NodeNumber), Removed: r.ae.removedPB(), Message: b})
+}
+
+// handle takes one frame from the peer: its retired nodes and records are
+// merged, its reconcile message (if any) answered.
+func (r *sessionRun) handle(ctx context.Context, f *pb.ReconcileFrame) error {
+	r.res.recv += int64(proto.Size(f))
+	if rs := f.GetRemoved(); len(rs) > 0 {
+		r.ae.mergeRemoved(removedFromPB(rs))
+	}
+	if err := r.ae.mergeRecords(ctx, f.GetRecords(), &r.res); err != nil {
+		return err
+	}
+	if r.peerDone && len(f.GetMessage()) > 0 {
+		return fmt.Errorf("%w: reconcile message after the peer said done", reconcile.ErrBadMessage)
+	}
+	if f.GetDone() {
+		r.peerDone = true
+	}
+	if len(f.GetMessage()) == 0 {
+		if r.peerDone && !r.myDone && !r.sess.Done() {
+			return fmt.Errorf("%w: peer ended the session without answering", reconcile.ErrBadMessage)
+		}
+		return nil
+	}
+	if r.myDone {
+		return fmt.Errorf("%w: reconcile message after this side's session ended", reconcile.ErrBadMessage)
+	}
+	var m reconcile.Message
+	if err := m.UnmarshalBinary(f.GetMessage()); err != nil {
+		return err
+	}
+	return r.answer(&m)
+}
+
+// answer handles the peer's message m: the differing keys are noted, and
+// the reply goes back with the records the peer lacks, in as many frames
+// as they take; the last says done when this side's session is.
+func (r *sessionRun) answer(m *reconcile.Message) error {
+	r.ae.setMu.Lock()
+	step, err := r.sess.Handle(m)
+	r.ae.setMu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, k := range step.Have {
+		r.res.diff[k] = true
+	}
+	for _, k := range step.Need {
+		r.res.diff[k] = true
+	}
+	out := &pb.ReconcileFrame{}
+	if step.Reply != nil {
+		if out.Message, err = step.Reply.MarshalBinary(); err != nil {
+			return err
+		}
+	}
+	frames, err := r.ae.recordFrames(step.Have)
+	if err != nil {
+		return err
+	}
+	if len(frames) > 0 {
+		out.Records = frames[0]
+		frames = frames[1:]
+	}
+	if step.Done && len(frames) == 0 {
+		out.Done, r.myDone = true, true
+	}
+	if out.Message != nil || len(out.Records) > 0 || out.Done {
+		if err := r.send(out); err != nil {
+			return err
+		}
+	}
+	for i, recs := range frames {
+		last := i == len(frames)-1
+		if err := r.send(&pb.ReconcileFrame{Records: recs, Done: step.Done && last}); err != nil {
+			return err
+		}
+		if step.Done && last {
+			r.myDone = true
+		}
+	}
+	return nil
 }
 
 // recordFrames reads the records of keys and groups them in batches. A
@@ -892,6 +924,11 @@ func (cl *clusterNode) isRemoved(number int) bool {
 	_, ok := cl.ae.removed[number]
 	return ok
 }
+
+// IsRetired reports whether node number was retired with `lazaret node
+// remove` (learnt here or from any peer). The cluster transport refuses
+// such a node's certificate (cluster.Retired).
+func (n *Node) IsRetired(number int) bool { return n.cl.isRemoved(number) }
 
 // removedPath returns where the retired set is kept.
 func (ae *antiEntropy) removedPath() string {

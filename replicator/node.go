@@ -3,6 +3,7 @@ package replicator
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -12,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
@@ -90,28 +90,47 @@ func (n *Node) lock(id lazaret.ID) func() {
 	return mu.Unlock
 }
 
-// Put stores a message whole on this node.
+// Put validates req and stores the message: whole on this node, or spread
+// over the cluster.
 func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
 	const op = "put"
-	if n.cl != nil {
-		return n.putCluster(ctx, req, body) // cluster_put.go
-	}
-	sender, rcpts, err := cleanEnvelope(req.Sender, req.Recipients)
-	if err != nil {
+	if err := prepareRestore(&req); err != nil { // restore.go
 		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
 	}
+	// The one check of what a writer supplies, for every frontend.
+	if err := req.Validate(); err != nil {
+		return nil, &lazaret.Error{Op: op, ID: req.ID, Err: err}
+	}
+	var m *lazaret.Metadata
+	var err error
+	if n.cl != nil {
+		m, err = n.putCluster(ctx, req, body) // cluster_put.go
+	} else {
+		m, err = n.putLocal(ctx, req, body)
+	}
+	var le *lazaret.Error
+	if err != nil && req.ID == "" && errors.As(err, &le) && le.Op == op {
+		// The id allocated for a put that failed was never stored; naming
+		// it would send the writer looking for it.
+		le.ID = ""
+	}
+	return m, err
+}
+
+// putLocal stores a validated message whole on this node (no cluster).
+func (n *Node) putLocal(ctx context.Context, req lazaret.PutRequest, body io.Reader) (*lazaret.Metadata, error) {
+	const op = "put"
 	id := req.ID
-	if id != "" {
-		if id, err = lazaret.ParseID(string(id)); err != nil {
+	var err error
+	if id == "" {
+		if id, err = n.alloc.Next(); err != nil {
 			return nil, &lazaret.Error{Op: op, Err: err}
 		}
-	} else if id, err = n.alloc.Next(); err != nil {
-		return nil, &lazaret.Error{Op: op, Err: err}
 	}
 
 	w, err := n.store.NewShardWriter(id, objstore.ShardSpec{K: 1, M: 0, Index: 0, BodySize: -1})
 	if err != nil {
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 	committed := false
 	defer func() {
@@ -123,9 +142,13 @@ func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) 
 	}()
 
 	var hdr lazaret.HeaderCapture
+	bodyMD5 := md5.New()
 	limited := &io.LimitedReader{R: ctxReader{ctx, body}, N: n.cfg.MaxMessageSize + 1}
-	size, err := io.Copy(io.MultiWriter(w, &hdr), limited)
+	sw := &writeErr{w: w}
+	size, err := io.Copy(io.MultiWriter(sw, &hdr, bodyMD5), limited)
 	switch {
+	case sw.err != nil:
+		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("storing body: %w", lazaret.Temporary(sw.err))}
 	case err != nil:
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("reading body: %w", err)}
 	case size > n.cfg.MaxMessageSize:
@@ -135,15 +158,25 @@ func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) 
 	}
 	info, err := w.Finish()
 	if err != nil {
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
+	if err := checkRestoredBody(req, size, info.SHA256); err != nil {
+		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
+	}
+	var sumMD5 [16]byte
+	bodyMD5.Sum(sumMD5[:0])
 
 	unlock := n.lock(id)
-	defer unlock()
+	defer func() { unlock() }() // the restore below unlocks early
 	if old, err := n.store.Meta(id); err == nil {
 		// A writer retrying after a lost acknowledgement gets the stored
 		// message back; anything else reusing the id is refused.
 		if old.SHA256 == info.SHA256 && old.State != lazaret.StateDeleted {
+			if req.Restore != nil {
+				unlock()
+				unlock = func() {}
+				return n.restoreOnto(ctx, req.Restore, req.Sender, req.Recipients, sumMD5)
+			}
 			return old, nil
 		}
 		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: id already holds another message", lazaret.ErrConflict)}
@@ -151,9 +184,10 @@ func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) 
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
 
-	m := n.newMetadata(id, req, sender, rcpts, hdr.Header(), size, info.SHA256)
+	m := n.newMetadata(id, req, hdr.Header(), size, info.SHA256)
+	m.MD5 = sumMD5
 	if err := n.store.Commit(ctx, m, w); err != nil {
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 	committed = true
 	return m, nil
@@ -162,7 +196,12 @@ func (n *Node) Put(ctx context.Context, req lazaret.PutRequest, body io.Reader) 
 // newMetadata is the record of a message being taken in: what the writer
 // said, header fields it left empty filled from the parsed header, and the
 // "quarantine" event. Both put paths (whole copy and cluster) use it.
-func (n *Node) newMetadata(id lazaret.ID, req lazaret.PutRequest, sender string, rcpts []string, h lazaret.HeaderInfo, size int64, sum [32]byte) *lazaret.Metadata {
+func (n *Node) newMetadata(id lazaret.ID, req lazaret.PutRequest, h lazaret.HeaderInfo, size int64, sum [32]byte) *lazaret.Metadata {
+	if req.Restore != nil {
+		m := lazaret.Restored(req.Restore, req.Sender, req.Recipients)
+		m.Size, m.SHA256, m.Version = size, sum, n.hlc.Now()
+		return m
+	}
 	now := n.clock.Now()
 	received := req.Received
 	if received.IsZero() {
@@ -174,7 +213,7 @@ func (n *Node) newMetadata(id lazaret.ID, req lazaret.PutRequest, sender string,
 	}
 	return &lazaret.Metadata{
 		ID: id, Node: n.cfg.NodeNumber, Received: received.UTC(),
-		Sender: sender, Recipients: rcpts, ClientIP: req.ClientIP, Helo: req.Helo,
+		Sender: req.Sender, Recipients: req.Recipients, ClientIP: req.ClientIP, Helo: req.Helo,
 		From: or(req.From, h.From), To: or(req.To, h.To), Subject: or(req.Subject, h.Subject),
 		Date: date, MessageID: or(req.MessageID, h.MessageID),
 		Size: size, SHA256: sum, Verdict: req.Verdict,
@@ -214,6 +253,11 @@ func (n *Node) Stat(ctx context.Context, id lazaret.ID) (*lazaret.Metadata, erro
 // retention; the purge may not have run yet, but expired is gone to readers.
 func (n *Node) live(op string, id lazaret.ID) (*lazaret.Metadata, error) {
 	m, err := n.store.Meta(id)
+	if errors.Is(err, lazaret.ErrNotFound) {
+		// The same answer, by the operation asked for, whether the id was
+		// never stored, is deleted or has expired.
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.ErrNotFound}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +364,7 @@ func (n *Node) update(ctx context.Context, op string, id lazaret.ID, fn func(*la
 	}
 	m.Version = n.hlc.Now()
 	if err := n.store.PutMeta(ctx, m); err != nil {
-		return nil, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}
 	n.changed(m) // push.go: to every member
 	return m, nil
@@ -367,39 +411,19 @@ func or(a, b string) string {
 	return b
 }
 
-// cleanEnvelope strips angle brackets and checks that addresses could have
-// come from an SMTP envelope: no spaces, controls or brackets, at most 320 bytes.
-func cleanEnvelope(sender string, rcpts []string) (string, []string, error) {
-	s, err := cleanAddr(sender)
-	if err != nil {
-		return "", nil, fmt.Errorf("%w: sender: %v", lazaret.ErrInvalidArgument, err)
-	}
-	out := make([]string, 0, len(rcpts))
-	for _, r := range rcpts {
-		c, err := cleanAddr(r)
-		if err != nil {
-			return "", nil, fmt.Errorf("%w: recipient: %v", lazaret.ErrInvalidArgument, err)
-		}
-		if c == "" {
-			return "", nil, fmt.Errorf("%w: recipient: empty address", lazaret.ErrInvalidArgument)
-		}
-		out = append(out, c)
-	}
-	return s, out, nil
+// writeErr remembers the error of its writer, so that a failed copy can
+// tell a store that refused (disk full) from a writer that went away.
+type writeErr struct {
+	w   io.Writer
+	err error
 }
 
-func cleanAddr(a string) (string, error) {
-	a = strings.TrimSpace(a)
-	a = strings.TrimSuffix(strings.TrimPrefix(a, "<"), ">")
-	if len(a) > 320 {
-		return "", fmt.Errorf("address longer than 320 bytes")
+func (e *writeErr) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil {
+		e.err = err
 	}
-	for _, r := range a {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '<' || r == '>' {
-			return "", fmt.Errorf("%q is not an envelope address", a)
-		}
-	}
-	return a, nil
+	return n, err
 }
 
 // ctxReader stops a body copy as soon as the request is cancelled.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -295,6 +296,13 @@ func TestPutRefusals(t *testing.T) {
 		"bad recipient":  {lazaret.PutRequest{Recipients: []string{"<a>b@example.org"}}, []byte("hi"), lazaret.ErrInvalidArgument},
 		"empty rcpt":     {lazaret.PutRequest{Recipients: []string{"<>"}}, []byte("hi"), lazaret.ErrInvalidArgument},
 		"long recipient": {lazaret.PutRequest{Recipients: []string{strings.Repeat("a", 320) + "@x"}}, []byte("hi"), lazaret.ErrInvalidArgument},
+		// Values JSON cannot hold were refused as temporary errors once
+		// (issue 16): a scanner would retry them forever.
+		"NaN score":     {lazaret.PutRequest{Verdict: lazaret.Verdict{Score: math.NaN()}}, []byte("hi"), lazaret.ErrInvalidArgument},
+		"Inf score":     {lazaret.PutRequest{Verdict: lazaret.Verdict{Score: math.Inf(-1)}}, []byte("hi"), lazaret.ErrInvalidArgument},
+		"bad client IP": {lazaret.PutRequest{ClientIP: "999.1.2.3"}, []byte("hi"), lazaret.ErrInvalidArgument},
+		"bad verdict":   {lazaret.PutRequest{Verdict: lazaret.Verdict{Kind: 99}}, []byte("hi"), lazaret.ErrInvalidArgument},
+		"year 10000":    {lazaret.PutRequest{Received: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, []byte("hi"), lazaret.ErrInvalidArgument},
 	} {
 		_, err := f.node.Put(ctx, tc.req, bytes.NewReader(tc.body))
 		if !errors.Is(err, tc.want) {

@@ -85,7 +85,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 		}
 		if c := msg.GetChunk(); c != nil {
 			if _, err := w.Write(c); err != nil {
-				return none, fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)
+				return none, lazaret.Temporary(err)
 			}
 			continue
 		}
@@ -106,7 +106,7 @@ func (h *PeerHandler) putShard(stream grpc.ClientStreamingServer[pb.PutShardRequ
 			return none, &lazaret.Error{Op: op, ID: id, Err: fmt.Errorf("%w: shard %d received as %d bytes SHA-256 %x, sender says %d bytes %x", lazaret.ErrCorrupt, spec.Index, info.Size, info.SHA256[:8], tr.GetSize(), tr.GetSha256())}
 		}
 		if err := h.n.store.CommitShards(stream.Context(), w); err != nil {
-			return none, fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)
+			return none, lazaret.Temporary(err)
 		}
 		return info, nil
 	}
@@ -179,12 +179,12 @@ func (h *PeerHandler) DeleteShards(ctx context.Context, req *pb.DeleteShardsRequ
 	}
 	if gen := req.GetGeneration(); gen != 0 {
 		if _, err := h.n.store.DeleteShard(id, int(req.GetIndex()), gen); err != nil {
-			return nil, wire.Status(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+			return nil, wire.Status(lazaret.Temporary(err))
 		}
 		return &pb.DeleteShardsResponse{}, nil
 	}
 	if err := h.n.store.DeleteShards(id); err != nil {
-		return nil, wire.Status(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		return nil, wire.Status(lazaret.Temporary(err))
 	}
 	return &pb.DeleteShardsResponse{}, nil
 }
@@ -221,7 +221,7 @@ func (h *PeerHandler) GetMeta(ctx context.Context, req *pb.GetMetaRequest) (*pb.
 			continue
 		}
 		if err != nil {
-			return nil, wire.Status(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+			return nil, wire.Status(lazaret.Temporary(err))
 		}
 		resp.Messages = append(resp.Messages, wire.MessageToPB(m))
 	}
@@ -234,7 +234,7 @@ func (h *PeerHandler) GetMeta(ctx context.Context, req *pb.GetMetaRequest) (*pb.
 func (h *PeerHandler) NodeStatus(ctx context.Context, req *pb.NodeStatusRequest) (*pb.NodeStatusResponse, error) {
 	st, err := h.n.store.Stats()
 	if err != nil {
-		return nil, wire.Status(fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err))
+		return nil, wire.Status(lazaret.Temporary(err))
 	}
 	count, bytes, oldest := h.n.UnderProtected()
 	resp := &pb.NodeStatusResponse{

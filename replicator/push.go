@@ -265,7 +265,7 @@ func (n *Node) mergeOne(ctx context.Context, in *lazaret.Metadata) (bool, error)
 		return false, nil
 	}
 	if err := n.store.PutMeta(ctx, win); err != nil {
-		return false, &lazaret.Error{Op: op, ID: in.ID, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return false, &lazaret.Error{Op: op, ID: in.ID, Err: lazaret.Temporary(err)}
 	}
 	if n.cl != nil {
 		n.trackUnder(win)

@@ -119,7 +119,7 @@ func newRequestID() string {
 // after the data) is refused with ErrConflict rather than risk a duplicate.
 func (n *Node) release(ctx context.Context, id lazaret.ID, recipients []string, who string) (*lazaret.Metadata, error) {
 	const op = "release"
-	_, rcpts, err := cleanEnvelope("", recipients)
+	rcpts, err := lazaret.CleanRecipients(recipients)
 	if err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}

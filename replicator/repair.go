@@ -856,7 +856,7 @@ func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Pla
 	up.Version = n.hlc.Now()
 	up.Placement.Version = up.Version // see lazaret.Merge rule 4
 	if err := n.store.PutMeta(ctx, up); err != nil {
-		return &lazaret.Error{Op: "repair", ID: m.ID, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
+		return &lazaret.Error{Op: "repair", ID: m.ID, Err: lazaret.Temporary(err)}
 	}
 	n.changed(up)
 	for i, loc := range placed {
@@ -960,10 +960,20 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 	if local != nil {
 		ws = append(ws, local)
 	}
-	if err := n.store.Commit(ctx, up, ws...); err != nil {
-		return &lazaret.Error{Op: "repair", ID: m.ID, Err: fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)}
-	}
+	// The holders learn the new placement before this node gives up its
+	// whole copy (as a put's holders do before the acknowledgement): should
+	// this node die right after the commit, they can still find the shards.
+	// Should it die before, it comes back with the whole copy, merges the
+	// newer placement and rebuilds its own shard from the others.
+	// Once pushed, the remote shards stay whatever happens here.
+	n.pushToHolders(up, quorum) // push.go
 	committed = true
+	if err := n.store.Commit(ctx, up, ws...); err != nil {
+		if local != nil {
+			_ = local.Abort()
+		}
+		return &lazaret.Error{Op: "repair", ID: m.ID, Err: lazaret.Temporary(err)}
+	}
 	n.changed(up)
 	r.repaired.Add(int64(len(locs)))
 	r.repairedBytes.Add(bytes)

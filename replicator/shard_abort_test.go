@@ -63,16 +63,18 @@ func TestSpreadTwiceKeepsShards(t *testing.T) {
 	// Node 2 holds the first spread's shard stream (after its header)
 	// until release; later streams pass.
 	var streams atomic.Int32
+	var held atomic.Value // the first stream's context
 	release := make(chan struct{})
 	first := make(chan struct{})
 	tc.net.SetPutHook(2, func(ctx context.Context, received int) error {
 		if received == 0 {
 			if streams.Add(1) == 1 {
+				held.Store(ctx)
 				close(first)
 			}
 			return nil
 		}
-		if received == 1 && streams.Load() == 1 {
+		if received == 1 && held.Load() == ctx {
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -108,8 +110,8 @@ func TestSpreadTwiceKeepsShards(t *testing.T) {
 		}
 		return nil
 	})
-	// Let aborted streams' clean-up run before looking.
-	time.Sleep(300 * time.Millisecond)
+	// The checks are over, their clean-up (abort) included.
+	waitPushed(t, n1)
 	if err := placedShardsStored(tc, 1, id); err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +216,9 @@ func TestSpreadHolderFailsCommit(t *testing.T) {
 	})
 	if !failed.Load() {
 		t.Fatal("node 3's shard never failed")
+	}
+	for _, tn := range tc.nodes {
+		waitPushed(t, tn)
 	}
 	m, _ := n1.store.Meta(id)
 	for _, e := range m.History {

@@ -25,9 +25,18 @@ func FuzzSMTPSession(f *testing.F) {
 		"HELO\r\nMAIL\r\nRCPT\r\nDATA x\r\nRSET\r\nAUTH PLAIN\r\n*\r\nSTARTTLS\r\nVRFY\r\n\x00\r\n",
 		"EHLO x\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n..dot\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n\r\n.\r\n",
 	} {
-		f.Add([]byte(s))
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
 	}
-	f.Fuzz(func(t *testing.T, in []byte) {
+	for _, s := range []string{
+		"EHLO x\r\nXFORWARD ADDR=192.0.2.1 HELO=h+2Bx\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nXFORWARD ADDR=1.2.3.4\r\n.\r\n",
+		"EHLO x\r\nMAIL FROM:<a@b>\r\nXFORWARD ADDR=IPV6:::1\r\nRCPT TO:<c@d>\r\nBDAT 3 LAST\r\nabcXFORWARD NAME=x\r\n",
+		"XFORWARD ADDR=+zz\r\nSTARTTLS\r\nXFORWARD\r\n",
+	} {
+		f.Add([]byte(s), true)
+	}
+	// relay: the client is a trusted relay, which may use XFORWARD.
+	f.Fuzz(func(t *testing.T, in []byte, relay bool) {
 		q := &fakeQuarantine{max: 4096}
 		cfg := DefaultConfig()
 		cfg.MaxMessageBytes = 4096
@@ -39,7 +48,11 @@ func FuzzSMTPSession(f *testing.F) {
 		}
 		client, server := net.Pipe()
 		done := make(chan error, 1)
-		go func() { done <- s.serveConn(server) }()
+		conn := net.Conn(server)
+		if relay {
+			conn = newXforwardConn(server)
+		}
+		go func() { done <- s.serveConn(conn) }()
 		go io.Copy(io.Discard, client)
 		client.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		client.Write(in)

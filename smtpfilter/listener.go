@@ -24,6 +24,7 @@ var errUntrustedProxy = errors.New("PROXY protocol header from an untrusted addr
 type filterListener struct {
 	net.Listener
 	proxies       []netip.Prefix
+	relays        []netip.Prefix
 	proxyPolicy   proxyproto.Policy
 	headerTimeout time.Duration
 	idleRead      time.Duration
@@ -39,6 +40,7 @@ func (s *Server) wrapListener(l net.Listener) net.Listener {
 	return &filterListener{
 		Listener:      netutil.LimitListener(l, s.cfg.MaxConnections),
 		proxies:       s.proxies,
+		relays:        s.relays,
 		proxyPolicy:   policy,
 		headerTimeout: s.cfg.ProxyHeaderTimeout,
 		idleRead:      s.cfg.ReadTimeout,
@@ -55,13 +57,20 @@ func (l *filterListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	var inner net.Conn
-	if peer, ok := addrOf(c.RemoteAddr()); ok && contains(l.proxies, peer) {
+	peer, ok := addrOf(c.RemoteAddr())
+	proxy := ok && contains(l.proxies, peer)
+	if proxy {
 		// A trusted load balancer: its header names the real client.
 		inner = proxyproto.NewConn(c, proxyproto.WithPolicy(l.proxyPolicy), proxyproto.SetReadHeaderTimeout(l.headerTimeout))
 	} else {
 		inner = &noProxyConn{Conn: c, log: l.log}
 	}
-	return &idleConn{Conn: inner, read: l.idleRead, write: l.idleWrite}, nil
+	conn := net.Conn(&idleConn{Conn: inner, read: l.idleRead, write: l.idleWrite})
+	if ok && !proxy && contains(l.relays, peer) {
+		// An MTA that connects directly may tell its client by XFORWARD.
+		conn = newXforwardConn(conn)
+	}
+	return conn, nil
 }
 
 // addrOf returns the IP of a TCP address.

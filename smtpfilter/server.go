@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"sync"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -168,8 +169,9 @@ func (s *Server) endData() {
 type session struct {
 	s      *Server
 	conn   *smtp.Conn
-	raw    *idleConn  // the accepted connection (below TLS); nil in serveConn
-	peer   netip.Addr // after PROXY
+	raw    *idleConn     // the accepted connection (below TLS); nil in serveConn
+	xf     *xforwardConn // above raw on connections from trusted relays
+	peer   netip.Addr    // after PROXY
 	authed bool
 	from   string
 	rcpts  []string
@@ -178,7 +180,11 @@ type session struct {
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	peer, _ := addrOf(c.Conn().RemoteAddr())
 	raw, _ := c.Conn().(*idleConn)
-	return &session{s: s, conn: c, peer: peer, raw: raw}, nil
+	xf, _ := c.Conn().(*xforwardConn)
+	if xf != nil {
+		raw, _ = xf.Conn.(*idleConn)
+	}
+	return &session{s: s, conn: c, peer: peer, raw: raw, xf: xf}, nil
 }
 
 var (
@@ -283,37 +289,56 @@ func (ss *session) Data(r io.Reader) error {
 	} else {
 		defer ss.s.endData()
 	}
-	md, err := ss.s.store(ss.s.ctx, ss.from, ss.rcpts, ss.peer, ss.conn.Hostname(), r)
+	var xf xforwardAttrs
+	if ss.xf != nil {
+		xf = ss.xf.Attrs()
+	}
+	md, source, err := ss.s.store(ss.s.ctx, ss.from, ss.rcpts, client{peer: ss.peer, helo: ss.conn.Hostname(), xforward: xf}, r)
 	if err != nil {
 		return ss.s.reply(err, ss.peer)
 	}
 	ss.s.log.Info("quarantined", "id", md.ID, "from", md.Sender, "rcpts", len(md.Recipients), "size", md.Size,
-		"verdict", md.Verdict.Kind.String(), "score", md.Verdict.Score, "client", md.ClientIP)
+		"verdict", md.Verdict.Kind.String(), "score", md.Verdict.Score, "client", md.ClientIP, "client_from", source)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: quarantined as " + string(md.ID)}
 }
 
-// store reads the header, works out verdict and client, and puts the message.
-func (s *Server) store(ctx context.Context, from string, rcpts []string, peer netip.Addr, helo string, r io.Reader) (*lazaret.Metadata, error) {
+// client is what a session knows of who sent the message.
+type client struct {
+	peer     netip.Addr // the connection's, after PROXY
+	helo     string
+	xforward xforwardAttrs // from a trusted relay
+}
+
+// store reads the header, works out verdict and client, and puts the
+// message. source says where the client address came from: "xforward",
+// "received" (a trusted relay's header) or "connection" (TCP or PROXY).
+func (s *Server) store(ctx context.Context, from string, rcpts []string, cl client, r io.Reader) (md *lazaret.Metadata, source string, err error) {
 	head, err := readHeader(r, lazaret.MaxHeaderBytes)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	fields := HeaderFields(head)
 	req := lazaret.PutRequest{
-		Sender: from, Recipients: rcpts, Helo: clean(helo),
+		Sender: from, Recipients: rcpts, Helo: cleanHelo(cl.helo),
 		Verdict: s.verdicts.FromFields(fields), Actor: s.cfg.Actor,
 	}
-	if peer.IsValid() {
-		req.ClientIP = peer.String()
+	source = "connection"
+	if cl.peer.IsValid() {
+		req.ClientIP = cl.peer.String()
 	}
-	if peer.IsValid() && contains(s.relays, peer) {
+	switch {
+	case cl.xforward.Addr.IsValid():
+		// Only trusted relays get an XFORWARD-capable connection.
+		req.ClientIP, req.Helo, source = cl.xforward.Addr.String(), cleanHelo(cl.xforward.Helo), "xforward"
+	case cl.peer.IsValid() && contains(s.relays, cl.peer):
 		if v, ok := topReceived(fields); ok {
 			if ip, h, ok := ReceivedClient(v); ok {
-				req.ClientIP, req.Helo = ip.String(), h
+				req.ClientIP, req.Helo, source = ip.String(), cleanHelo(h), "received"
 			}
 		}
 	}
-	return s.q.Put(ctx, req, io.MultiReader(bytes.NewReader(head), r))
+	md, err = s.q.Put(ctx, req, io.MultiReader(bytes.NewReader(head), r))
+	return md, source, err
 }
 
 // readHeader reads from r until the header has ended (an empty line) or max
@@ -370,6 +395,11 @@ func (s *Server) reply(err error, peer netip.Addr) error {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection failed during DATA; nothing stored"}
 	}
 	s.log.Warn("smtp: message not stored; the MTA will retry", "peer", peer.String(), "err", err)
+	if errors.Is(err, lazaret.ErrDiskFull) {
+		// RFC 5321 452 / RFC 3463 4.3.1: mail system full; the MTA keeps
+		// the message and retries.
+		return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later: " + oneLine(err.Error())}
+	}
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Quarantine temporarily unavailable, try again later: " + oneLine(err.Error())}
 }
 
@@ -426,3 +456,18 @@ type pipeAddr struct{}
 
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
+
+// cleanHelo makes a HELO name safe to store (see clean) and cuts it to
+// lazaret.MaxHeloBytes: an overlong HELO is the client's fault, not the
+// message's, and must not get the message refused.
+func cleanHelo(h string) string {
+	h = clean(h)
+	if len(h) <= lazaret.MaxHeloBytes {
+		return h
+	}
+	cut := lazaret.MaxHeloBytes
+	for cut > 0 && !utf8.RuneStart(h[cut]) {
+		cut--
+	}
+	return h[:cut]
+}

@@ -3,19 +3,11 @@ package smtpfilter
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +17,7 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/internal/testcert"
 )
 
 // startServer runs a Server over q on a loopback port and returns its address.
@@ -187,6 +180,17 @@ func TestClientFromConnectionUnlessTrustedRelay(t *testing.T) {
 	if len(st) != 1 || st[0].req.ClientIP != "127.0.0.1" || st[0].req.Helo != "relay.example" {
 		t.Errorf("stored %+v; want the connection's address and HELO", st)
 	}
+}
+
+// A full disk is 452 4.3.1 (mail system full), which MTAs retry.
+func TestDiskFullReply(t *testing.T) {
+	q := &fakeQuarantine{putErr: &lazaret.Error{Op: "put", Err: fmt.Errorf("%w: 0 bytes free", lazaret.ErrDiskFull)}}
+	rc := dialRaw(t, startServer(t, q, nil))
+	rc.begin("x.example")
+	rc.cmd("MAIL FROM:<a@example.org>", "250")
+	rc.cmd("RCPT TO:<b@example.com>", "250")
+	rc.cmd("DATA", "354")
+	rc.cmd("Subject: x\r\n\r\nbody\r\n.", "452 4.3.1")
 }
 
 func TestErrorReplies(t *testing.T) {
@@ -416,7 +420,7 @@ func TestProxyProtocol(t *testing.T) {
 
 func TestAuthAndStartTLS(t *testing.T) {
 	dir := t.TempDir()
-	cert, key := writeCert(t, dir)
+	cert, key, _ := testcert.Write(t, dir)
 	q := &fakeQuarantine{}
 	addr := startServer(t, q, func(c *Config) {
 		c.TLSCert, c.TLSKey = cert, key
@@ -545,31 +549,25 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate for localhost.
-func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+// An overlong HELO is cut to what a put accepts instead of getting the
+// message refused.
+func TestLongHeloClipped(t *testing.T) {
+	q := &fakeQuarantine{}
+	rc := dialRaw(t, startServer(t, q, nil))
+	rc.begin(strings.Repeat("h", 400) + ".example")
+	rc.cmd("MAIL FROM:<a@example.org>", "250")
+	rc.cmd("RCPT TO:<b@example.com>", "250")
+	rc.cmd("DATA", "354")
+	rc.cmd("Subject: x\r\n\r\nbody\r\n.", "250")
+	st := q.stored()
+	if len(st) != 1 {
+		t.Fatalf("stored %d messages", len(st))
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	req := st[0].req
+	if len(req.Helo) != lazaret.MaxHeloBytes {
+		t.Errorf("HELO stored with %d bytes, want %d", len(req.Helo), lazaret.MaxHeloBytes)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
+	if err := req.Validate(); err != nil {
+		t.Errorf("the request the filter made does not validate: %v", err)
 	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }

@@ -57,15 +57,21 @@ func ecSize(r *rand.Rand) int {
 
 // ecMessages returns how many messages the test puts: the 1,000 of issue #3
 // by default, or $LAZARET_EC_MESSAGES (a smaller number for a quick run).
-func ecMessages(t *testing.T) int {
-	if v := os.Getenv("LAZARET_EC_MESSAGES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 10 {
-			t.Fatalf("LAZARET_EC_MESSAGES=%q: want a number >= 10", v)
-		}
-		return n
+func ecMessages(t *testing.T) int { return envCount(t, "LAZARET_EC_MESSAGES", 1000, 10) }
+
+// envCount is the number in environment variable name, def when it is
+// unset; a value that is not a number of at least min fails the test.
+func envCount(t *testing.T, name string, def, min int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return 1000
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		t.Fatalf("%s=%q: want a number >= %d", name, v, min)
+	}
+	return n
 }
 
 // parallel runs fn(i) for i in [0,n) on workers goroutines and returns the

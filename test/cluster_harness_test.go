@@ -270,10 +270,11 @@ func serveNode(t *testing.T, dir string, wait time.Duration) (*proc, string) {
 	return serveNodeWith(t, binary, dir, wait)
 }
 
-// serveNodeWith is serveNode with another lazaret executable.
-func serveNodeWith(t *testing.T, bin, dir string, wait time.Duration) (*proc, string) {
+// serveNodeWith is serveNode with another lazaret executable and extra
+// serve flags.
+func serveNodeWith(t *testing.T, bin, dir string, wait time.Duration, extra ...string) (*proc, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--config", filepath.Join(dir, "lazaret.toml"))
+	cmd := exec.Command(bin, append([]string{"serve", "--config", filepath.Join(dir, "lazaret.toml")}, extra...)...)
 	var log bytes.Buffer
 	lw := &lockedWriter{w: &log}
 	cmd.Stdout, cmd.Stderr = lw, lw

@@ -47,8 +47,9 @@ import (
 // netnsSeq numbers the netClusters of this test process.
 var netnsSeq atomic.Int64
 
-// netnsNameRE matches the namespaces this harness creates.
-var netnsNameRE = regexp.MustCompile(`^lz-([0-9]+)-[0-9]+-(sw|n[0-9]+)$`)
+// netnsNameRE matches the namespaces this harness creates (lz-… for the
+// fault tests, lzsoak-… for the soak); group 1 is the test process's pid.
+var netnsNameRE = regexp.MustCompile(`^lz(?:soak)?-([0-9]+)-[0-9]+-(sw|svc|n[0-9]+)$`)
 
 // ipCmd runs `ip args...` with a deadline.
 func ipCmd(args ...string) error {
@@ -99,9 +100,19 @@ type netCluster struct {
 	t      *testing.T
 	prefix string // lz-<pid>-<seq>
 	sw     string // the switch namespace
-	run    int    // third octet of the nodes' addresses
+	net    string // the nodes' network, for log lines
 	dir    string
 	nodes  []*netNode // node k is nodes[k-1]
+	// extraArgs(k) is added to node k's serve flags (nil: none).
+	extraArgs func(k int) []string
+}
+
+// netLayout names a netCluster's namespaces and addresses.
+type netLayout struct {
+	prefix string             // namespace names start with it
+	addr   func(k int) string // node k's address
+	mask   int                // prefix length of the nodes' network
+	net    string             // the network, for log lines
 }
 
 // netNode is one node: its namespace, address, directory and process.
@@ -127,6 +138,19 @@ type netProc struct {
 // them up. It skips the test where namespaces are not permitted.
 func newNetCluster(t *testing.T, n int) *netCluster {
 	t.Helper()
+	seq := int(netnsSeq.Add(1))
+	run := (os.Getpid()+seq)%254 + 1
+	return newNetClusterIn(t, n, netLayout{
+		prefix: fmt.Sprintf("lz-%d-%d", os.Getpid(), seq),
+		addr:   func(k int) string { return fmt.Sprintf("10.77.%d.%d", run, k) },
+		mask:   16,
+		net:    fmt.Sprintf("10.77.%d.0/16", run),
+	})
+}
+
+// newNetClusterIn is newNetCluster with the given names and addresses.
+func newNetClusterIn(t *testing.T, n int, lay netLayout) *netCluster {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root (ip netns add); skipping the network fault test")
 	}
@@ -134,13 +158,7 @@ func newNetCluster(t *testing.T, n int) *netCluster {
 		t.Fatalf("ip (iproute2) not found; test/deps.sh installs it: %v", err)
 	}
 	sweepNetns(t)
-	seq := int(netnsSeq.Add(1))
-	c := &netCluster{
-		t:      t,
-		prefix: fmt.Sprintf("lz-%d-%d", os.Getpid(), seq),
-		run:    (os.Getpid()+seq)%254 + 1,
-		dir:    shortTempDir(t),
-	}
+	c := &netCluster{t: t, prefix: lay.prefix, net: lay.net, dir: shortTempDir(t)}
 	c.sw = c.prefix + "-sw"
 	var made []string
 	// Registered first, so it runs last: after every process is gone.
@@ -167,7 +185,7 @@ func newNetCluster(t *testing.T, n int) *netCluster {
 	for k := 1; k <= n; k++ {
 		nd := &netNode{
 			c: c, k: k, ns: fmt.Sprintf("%s-n%d", c.prefix, k),
-			addr: fmt.Sprintf("10.77.%d.%d", c.run, k),
+			addr: lay.addr(k),
 			dir:  filepath.Join(c.dir, "n"+strconv.Itoa(k)),
 		}
 		must("netns", "add", nd.ns)
@@ -177,7 +195,7 @@ func newNetCluster(t *testing.T, n int) *netCluster {
 		must("-n", c.sw, "link", "add", "name", port, "type", "veth", "peer", "name", "eth0", "netns", nd.ns)
 		must("-n", c.sw, "link", "set", port, "master", "br0")
 		must("-n", c.sw, "link", "set", port, "up")
-		must("-n", nd.ns, "addr", "add", nd.addr+"/16", "dev", "eth0")
+		must("-n", nd.ns, "addr", "add", fmt.Sprintf("%s/%d", nd.addr, lay.mask), "dev", "eth0")
 		must("-n", nd.ns, "link", "set", "eth0", "up")
 		c.nodes = append(c.nodes, nd)
 	}
@@ -235,7 +253,7 @@ func (c *netCluster) bootstrap(policy string) {
 		nd.number = st.Node
 	}
 	c.waitAllAlive(nil, 60*time.Second)
-	t.Logf("%d-node cluster in namespaces %s-* up in %v (addresses 10.77.%d.1-%d)", len(c.nodes), c.prefix, time.Since(start).Round(time.Millisecond), c.run, len(c.nodes))
+	t.Logf("%d-node cluster in namespaces %s-* up in %v (network %s)", len(c.nodes), c.prefix, time.Since(start).Round(time.Millisecond), c.net)
 }
 
 // waitAllAlive waits until every node not in down lists every node not in
@@ -312,49 +330,62 @@ func (nd *netNode) logPath() string { return filepath.Join(nd.dir, "log") }
 // start runs `lazaret serve --config` in the node's namespace and waits for
 // its API to answer.
 func (nd *netNode) start() {
-	t := nd.c.t
-	t.Helper()
+	nd.c.t.Helper()
+	if err := nd.startErr(60 * time.Second); err != nil {
+		nd.c.t.Fatal(err)
+	}
+}
+
+// startErr is start that returns what went wrong instead of failing the
+// test (a node whose disk is full or read-only may not come up).
+func (nd *netNode) startErr(wait time.Duration) error {
 	nd.mu.Lock()
 	if nd.p != nil {
 		nd.mu.Unlock()
-		t.Fatalf("node %d is already running", nd.k)
+		return fmt.Errorf("node %d is already running", nd.k)
 	}
 	log, err := os.OpenFile(nd.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		nd.mu.Unlock()
-		t.Fatal(err)
+		return err
 	}
 	fmt.Fprintf(log, "==== harness: start at %s ====\n", time.Now().Format(time.RFC3339Nano))
 	// ip netns exec execs the command without forking, so the process is
 	// lazaret itself and dies with the test (Pdeathsig).
-	cmd := exec.Command("ip", "netns", "exec", nd.ns, binary, "serve", "--config", nd.config())
+	args := []string{"netns", "exec", nd.ns, binary, "serve", "--config", nd.config()}
+	if nd.c.extraArgs != nil {
+		args = append(args, nd.c.extraArgs(nd.k)...)
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		nd.mu.Unlock()
-		t.Fatal(err)
+		return err
 	}
 	p := &netProc{cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); log.Close(); close(p.done) }()
 	nd.p = p
 	nd.mu.Unlock()
 
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(wait)
 	for {
 		if nd.status(2*time.Second) != nil {
-			return
+			return nil
 		}
 		select {
 		case <-p.done:
 			nd.mu.Lock()
-			nd.p = nil
+			if nd.p == p {
+				nd.p = nil
+			}
 			nd.mu.Unlock()
-			t.Fatalf("node %d: lazaret serve exited at start-up:\n%s", nd.k, nd.logTail(60))
+			return fmt.Errorf("node %d: lazaret serve exited at start-up:\n%s", nd.k, nd.logTail(60))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node %d: lazaret serve did not answer within 60s:\n%s", nd.k, nd.logTail(60))
+			return fmt.Errorf("node %d: lazaret serve did not answer within %v:\n%s", nd.k, wait, nd.logTail(60))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

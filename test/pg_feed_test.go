@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -263,6 +264,10 @@ func TestPGThreeFeedersAndRebuild(t *testing.T) {
 			t.Fatalf("lazaret index rebuild: %v\n%s", err, out)
 		}
 		t.Logf("node %d: %s", n+1, strings.TrimSpace(string(out)))
+		// Not a terminal: progress is a plain line, at least the last one.
+		if !regexp.MustCompile(`index rebuild: \d+/\d+ msgs \(100%\), \d+/s, elapsed \S+ done`).Match(out) {
+			t.Errorf("lazaret index rebuild printed no final progress line:\n%s", out)
+		}
 	}
 	rebuilt := pgRows(t, dsn2)
 	if len(rebuilt) != len(want) {
@@ -273,6 +278,69 @@ func TestPGThreeFeedersAndRebuild(t *testing.T) {
 	for i := range want {
 		if want[i] != rebuilt[i] {
 			t.Fatalf("rebuild differs:\n got %s\nwant %s", rebuilt[i], want[i])
+		}
+	}
+}
+
+// TestPGFurtherStateWins: the index picks a row's winner as lazaret.Merge
+// does — the further state first, then the newer version. A delete made
+// on a node whose clock was behind carries an older version than a
+// concurrent learn made elsewhere; the store keeps the tombstone, and so
+// must the index, whichever change it gets first (the fault soak found
+// rows left "quarantined" for deleted messages).
+func TestPGFurtherStateWins(t *testing.T) {
+	pg := startPG(t)
+	dsn := pg.newDB()
+	db := pgOpen(t, dsn)
+	conn := pgConn(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	msgs := genMetas(rand.New(rand.NewPCG(5, 5)), 4, base)
+	state := func(id lazaret.ID) string {
+		var s string
+		if err := conn.QueryRow(ctx, "SELECT state FROM messages WHERE messageid = $1", string(id)).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for i, m := range msgs {
+		learned := m.Clone()
+		learned.State = lazaret.StateQuarantined
+		learned.Version = lazaret.Version{Wall: base.Add(5 * time.Minute).UnixNano(), Node: 2} // clock ahead
+		deleted := m.Clone()
+		deleted.State = lazaret.StateDeleted
+		deleted.Version = lazaret.Version{Wall: base.UnixNano(), Node: 1}
+		released := m.Clone()
+		released.State = lazaret.StateReleased
+		released.Version = lazaret.Version{Wall: base.Add(time.Minute).UnixNano(), Node: 3}
+		var order [][]*lazaret.Metadata
+		switch i {
+		case 0: // separate batches, delete first
+			order = [][]*lazaret.Metadata{{deleted}, {learned}, {released}}
+		case 1: // separate batches, delete last
+			order = [][]*lazaret.Metadata{{learned}, {released}, {deleted}}
+		case 2: // one batch
+			order = [][]*lazaret.Metadata{{learned, deleted, released}}
+		case 3: // released with an older version than a quarantined change
+			released.Version = lazaret.Version{Wall: base.UnixNano(), Node: 3}
+			order = [][]*lazaret.Metadata{{released}, {learned}}
+		}
+		for _, batch := range order {
+			var ch []index.Change
+			for _, b := range batch {
+				ch = append(ch, index.Change{ID: b.ID, Meta: b})
+			}
+			if err := db.Apply(ctx, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := "deleted"
+		if i == 3 {
+			want = "released"
+		}
+		if got := state(m.ID); got != want {
+			t.Errorf("message %d: index row is %q, want %q (the store's merge keeps the further state)", i, got, want)
 		}
 	}
 }

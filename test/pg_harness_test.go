@@ -46,6 +46,17 @@ func startPG(t testing.TB) *pgServer {
 		}
 		return &pgServer{t: t, external: u}
 	}
+	p := initPG(t)
+	p.port = pgFreePort(t)
+	p.start()
+	return p
+}
+
+// initPG creates a PostgreSQL cluster in a temporary directory (initdb, as
+// the postgres user when we are root) without starting it; it is stopped
+// and removed when the test ends.
+func initPG(t testing.TB) *pgServer {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join(pgBin, "initdb")); err != nil {
 		t.Fatalf("PostgreSQL 15 is not installed (%v): run 'make deps' or set LAZARET_TEST_PG", err)
 	}
@@ -80,8 +91,6 @@ func startPG(t testing.TB) *pgServer {
 	}
 	p.run("initdb", "-D", filepath.Join(dir, "data"), "-U", pgUser, "--pwfile", pw, "-A", "scram-sha-256",
 		"--auth-local=trust", "-E", "UTF8", "--no-locale", "-N", "--no-instructions")
-	p.port = pgFreePort(t)
-	p.start()
 	return p
 }
 

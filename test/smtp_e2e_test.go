@@ -56,20 +56,8 @@ func TestSMTPPostfixQuarantineAndRelease(t *testing.T) {
 	node := startServe(t, dir, "--smtp", lzAddr, "--relay", pf.Reinjct)
 	c := node.client()
 
-	msgFile := filepath.Join(dir, "spam.eml")
-	if err := os.WriteFile(msgFile, []byte(spamMessage), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	swaks := func(from, to, data string) {
-		t.Helper()
-		cctx, ccancel := context.WithTimeout(ctx, 60*time.Second)
-		defer ccancel()
-		out, err := exec.CommandContext(cctx, bins["swaks"], "--server", pf.Listen, "--local-interface", "127.0.0.2",
-			"--helo", "spammer.example", "--from", from, "--to", to, "--data", data, "--silent", "2").CombinedOutput()
-		if err != nil {
-			t.Fatalf("swaks: %v\n%s\nmaillog:\n%s", err, out, pf.maillog())
-		}
-	}
+	msgFile := writeSpamFile(t, dir)
+	swaks := swaksSender(ctx, t, bins["swaks"], pf.Listen, "127.0.0.2", pf.maillog)
 
 	// Clean mail is not quarantined: it goes straight on.
 	swaks("friend@example.org", "victim@example.com", "Subject: hello\r\n\r\nhi\r\n")
@@ -77,15 +65,7 @@ func TestSMTPPostfixQuarantineAndRelease(t *testing.T) {
 
 	// Spam is.
 	swaks("spam@example.org", "victim@example.com", msgFile)
-	var md *lazaret.Metadata
-	waitFor(t, "the spam in the quarantine", 30*time.Second, func() bool {
-		page, err := c.List(ctx, lazaret.ListQuery{})
-		if err == nil && len(page.Messages) == 1 {
-			md = page.Messages[0]
-			return true
-		}
-		return false
-	})
+	md := waitOneQuarantined(ctx, t, c)
 	if md.Sender != "spam@example.org" || strings.Join(md.Recipients, ",") != "victim@example.com" ||
 		md.Subject != "Cheap pills" || md.Verdict.Kind != lazaret.VerdictHighSpam || md.Verdict.Score != 16.2 ||
 		md.Verdict.Scanner != "spamassassin" || md.ClientIP != "127.0.0.2" || md.Helo != "spammer.example" {
@@ -94,15 +74,7 @@ func TestSMTPPostfixQuarantineAndRelease(t *testing.T) {
 	if !strings.Contains(pf.maillog(), "quarantined as "+string(md.ID)) {
 		t.Errorf("Postfix's log does not show the 250 reply naming %s:\n%s", md.ID, pf.maillog())
 	}
-	_, rc, err := c.Open(ctx, md.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stored := storedBody(ctx, t, c, md.ID)
 	// swaks ends the data with one more CRLF than the file has.
 	if !bytes.Equal(stripTrace(stored), []byte(spamMessage+"\r\n")) {
 		t.Errorf("stored body differs from what was sent beyond trace headers:\n%q", stored)
@@ -117,19 +89,7 @@ func TestSMTPPostfixQuarantineAndRelease(t *testing.T) {
 	if again != out {
 		t.Errorf("repeated request printed %q, want the recorded %q", again, out)
 	}
-	waitFor(t, "the released message at the destination", 30*time.Second, func() bool { return len(sink.messages()) >= 2 })
-	time.Sleep(time.Second) // a duplicate would arrive by now
-	got := sink.messages()
-	if len(got) != 2 {
-		t.Fatalf("destination got %d messages, want 2 (clean + one release)", len(got))
-	}
-	rel := got[1]
-	if rel.from != "spam@example.org" || strings.Join(rel.to, ",") != "victim@example.com" {
-		t.Errorf("released envelope %q → %v", rel.from, rel.to)
-	}
-	if !bytes.Equal(stripTrace(rel.body), stripTrace(stored)) {
-		t.Errorf("released body differs beyond trace headers:\nstored   %q\nreceived %q", stored, rel.body)
-	}
+	checkReleased(t, sink, stored)
 	st, err := c.Stat(ctx, md.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +109,10 @@ func TestSMTPPostfixQuarantineAndRelease(t *testing.T) {
 	// Lazaret down: Postfix keeps the mail (connection refused is
 	// temporary) and delivers it when Lazaret is back.
 	node.stop()
+	// The client was recorded from Postfix's XFORWARD, not its Received header.
+	if log := node.log.String(); !strings.Contains(log, "client=127.0.0.2 client_from=xforward") {
+		t.Errorf("the node's log does not show the client taken from XFORWARD:\n%s", log)
+	}
 	swaks("spam@example.org", "second@example.com", msgFile)
 	waitFor(t, "Postfix to defer the spam", 30*time.Second, func() bool {
 		return strings.Contains(pf.maillog(), "to=<second@example.com>") && strings.Contains(pf.maillog(), "status=deferred")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lazaret/lazaret"
+	"github.com/lazaret/lazaret/progress"
 	"github.com/lazaret/lazaret/proto/rpc"
 	"github.com/lazaret/lazaret/replicator/erasure"
 )
@@ -84,8 +85,14 @@ func (r benchResult) pct(p float64) time.Duration {
 	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
-// runParallel calls op(i) for i in [0, n) from conc goroutines and times it.
-func runParallel(name string, n, conc int, size func(i int) int, op func(i int) error) (benchResult, error) {
+// progressFunc starts reporting the progress of a phase (Main.progress).
+type progressFunc func(label, unit string, total int64) *progress.Reporter
+
+// runParallel calls op(i) for i in [0, n) from conc goroutines and times
+// it, showing its progress through report.
+func runParallel(name string, n, conc int, size func(i int) int, report progressFunc, op func(i int) error) (benchResult, error) {
+	rep := report(name, "msgs", int64(n))
+	defer rep.Finish()
 	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var total atomic.Int64
@@ -110,6 +117,7 @@ func runParallel(name string, n, conc int, size func(i int) int, op func(i int) 
 				}
 				lat[i] = time.Since(t0)
 				total.Add(int64(size(i)))
+				rep.Add(1)
 			}
 		}()
 	}
@@ -128,6 +136,7 @@ type benchRun struct {
 	baseDir  string
 	smtpAddr string
 	codeFlag string
+	progress progressFunc
 	keep     string   // --keep: write the put phase's ids here, keep the messages
 	idsFile  string   // --ids: get the messages of an earlier --keep run
 	metrics  []string // --metrics: the nodes' /metrics URLs
@@ -196,7 +205,7 @@ func (m *Main) benchFlags(args []string) (*benchRun, error) {
 	if *count <= 0 || *conc <= 0 {
 		return nil, usagef("--count and --concurrency must be positive")
 	}
-	b := &benchRun{socket: *socket, mode: mode, count: *count, conc: *conc, seed: *seed, baseDir: *baseDir, smtpAddr: *smtpAddr, codeFlag: *codeFlag, keep: *keep, idsFile: *idsFile}
+	b := &benchRun{socket: *socket, mode: mode, count: *count, conc: *conc, seed: *seed, baseDir: *baseDir, smtpAddr: *smtpAddr, codeFlag: *codeFlag, progress: m.progress, keep: *keep, idsFile: *idsFile}
 	if *metrics != "" {
 		b.metrics = strings.Split(*metrics, ",")
 	}
@@ -312,7 +321,7 @@ func (b *benchRun) run(ctx context.Context) ([]benchResult, error) {
 
 // puts stores every body through the API.
 func (b *benchRun) puts(ctx context.Context) (benchResult, error) {
-	return runParallel("lazaret put", b.count, b.conc, b.size, func(i int) error {
+	return runParallel("lazaret put", b.count, b.conc, b.size, b.progress, func(i int) error {
 		md, err := b.c.Put(ctx, lazaret.PutRequest{Sender: "bench@example.org", Recipients: []string{"user@example.com"},
 			Verdict: lazaret.Verdict{Kind: lazaret.VerdictSpam, Score: 9}, Actor: "bench"}, bytes.NewReader(b.bodies[i]))
 		if err == nil {
@@ -355,7 +364,7 @@ func (b *benchRun) smtpPuts() (benchResult, error) {
 	for i := range b.bodies {
 		sb[i] = smtpBody(b.bodies[i])
 	}
-	sres, sids, err := benchSMTP(b.smtpAddr, sb, b.conc)
+	sres, sids, err := benchSMTP(b.smtpAddr, sb, b.conc, b.progress)
 	b.smtp = sids
 	return sres, err
 }
@@ -366,7 +375,7 @@ func (b *benchRun) baseline() (benchResult, error) {
 	if b.scale != 1 {
 		name = fmt.Sprintf("fsync'd file writes x%.2f", b.scale)
 	}
-	return runParallel(name, b.count, b.conc, b.size, func(i int) error {
+	return runParallel(name, b.count, b.conc, b.size, b.progress, func(i int) error {
 		return writeSynced(filepath.Join(b.baseDir, fmt.Sprintf("m%d", i)), scaled(b.bodies[i], b.scale))
 	})
 }
@@ -374,7 +383,7 @@ func (b *benchRun) baseline() (benchResult, error) {
 // gets reads every message back through the API, checking its bytes, and
 // reads the baseline's files.
 func (b *benchRun) gets(ctx context.Context) (get, read benchResult, err error) {
-	get, err = runParallel("lazaret get", b.count, b.conc, b.size, func(i int) error {
+	get, err = runParallel("lazaret get", b.count, b.conc, b.size, b.progress, func(i int) error {
 		_, body, err := b.c.Open(ctx, b.ids[i])
 		if err != nil {
 			return err
@@ -392,7 +401,7 @@ func (b *benchRun) gets(ctx context.Context) (get, read benchResult, err error) 
 	if err != nil {
 		return get, read, err
 	}
-	read, err = runParallel("file reads", b.count, b.conc, b.size, func(i int) error {
+	read, err = runParallel("file reads", b.count, b.conc, b.size, b.progress, func(i int) error {
 		_, err := os.ReadFile(filepath.Join(b.baseDir, fmt.Sprintf("m%d", i)))
 		return err
 	})

@@ -19,7 +19,7 @@ var quarantinedAs = regexp.MustCompile(`quarantined as (\S+)`)
 // connections, one message after another on each (MAIL, RCPT, DATA), and
 // times each message from MAIL to the 250 that names its quarantine id. The
 // ids are returned so the caller can delete the messages.
-func benchSMTP(addr string, bodies [][]byte, conc int) (benchResult, []lazaret.ID, error) {
+func benchSMTP(addr string, bodies [][]byte, conc int, report progressFunc) (benchResult, []lazaret.ID, error) {
 	ids := make([]lazaret.ID, len(bodies))
 	clients := make(chan *smtp.Client, conc)
 	var mu sync.Mutex
@@ -51,7 +51,7 @@ func benchSMTP(addr string, bodies [][]byte, conc int) (benchResult, []lazaret.I
 			c.Close()
 		}
 	}()
-	res, err := runParallel("smtp ingest", len(bodies), conc, func(i int) int { return len(bodies[i]) }, func(i int) error {
+	res, err := runParallel("smtp ingest", len(bodies), conc, func(i int) int { return len(bodies[i]) }, report, func(i int) error {
 		c, err := dial()
 		if err != nil {
 			return err

@@ -10,8 +10,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -229,6 +232,30 @@ func TestCLIPutGetStatLs(t *testing.T) {
 		}
 	}
 
+	// get -o to something that is not a regular file (here a named pipe,
+	// as /dev/null would be) writes into it and leaves it what it was.
+	fifo := filepath.Join(t.TempDir(), "pipe")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		read <- b
+	}()
+	ok(t, env, nil, "get", idStdin, "-o", fifo)
+	select {
+	case got := <-read:
+		if !bytes.Equal(got, small) {
+			t.Errorf("get -o a named pipe: the reader got %d bytes, want %d identical bytes", len(got), len(small))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("get -o a named pipe: nothing arrived")
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("get -o replaced the named pipe: %v %v", fi.Mode(), err)
+	}
+
 	// stat --json parses and describes the message.
 	var md lazaret.Metadata
 	if err := json.Unmarshal([]byte(ok(t, env, nil, "stat", "--json", idFile)), &md); err != nil {
@@ -339,8 +366,11 @@ func TestCLIErrors(t *testing.T) {
 	fails(t, missing, nil, 2, []string{"--verdict", "bogus"}, "put", "--verdict", "bogus")
 	fails(t, missing, nil, 2, []string{"--since"}, "ls", "--since", "yesterday-ish")
 	fails(t, missing, nil, 2, []string{"one message id"}, "get")
-	fails(t, missing, nil, 1, []string{"invalid message id", "not-an-id"}, "get", "not-an-id")
-	fails(t, missing, nil, 1, []string{"invalid message id"}, "stat", "1aBcDe-xxxxxx")
+	// A malformed id is a usage mistake (exit 2), found before any node is asked.
+	fails(t, missing, nil, 2, []string{"invalid message id", "not-an-id"}, "get", "not-an-id")
+	fails(t, missing, nil, 2, []string{"invalid message id"}, "stat", "1aBcDe-xxxxxx")
+	fails(t, missing, nil, 2, []string{"--id", "invalid message id"}, "put", "--id", "x/y")
+	fails(t, missing, nil, 2, []string{"--score", "finite"}, "put", "--score", "NaN")
 	fails(t, missing, nil, 1, []string{"no such file"}, "put", filepath.Join(dir, "nope.eml"))
 	if r := lz(t, nil, nil); r.code != 2 || !strings.Contains(r.stderr, "usage") {
 		t.Errorf("lazaret with no arguments: exit %d, stderr %q; want 2 and usage", r.code, r.stderr)
@@ -352,14 +382,23 @@ func TestCLIErrors(t *testing.T) {
 	// With a node.
 	startServe(t, filepath.Join(dir, "data"), sock)
 	env := map[string]string{"LAZARET_SOCKET": sock}
-	fails(t, env, nil, 1, []string{"empty body"}, "put")
+	// The id allocated for a refused put was never stored: not named.
+	if r := lz(t, env, nil, "put"); r.code != 1 || !strings.HasPrefix(r.stderr, "lazaret: put: invalid argument: empty body") || !strings.Contains(r.stderr, "empty body") {
+		t.Errorf("put of an empty body: exit %d, stderr %q; want 1 and \"put: ...empty body\"", r.code, r.stderr)
+	}
 	fails(t, env, nil, 1, []string{"empty body"}, "put", os.DevNull)
 	fails(t, env, []byte("x\r\n"), 1, []string{"recipient"}, "put", "--to", "bob smith@example.com")
-	fails(t, env, nil, 1, []string{"not found"}, "get", "1aBcDe-AbCdEf-01")
+	fails(t, env, nil, 1, []string{"get 1aBcDe-AbCdEf-01: message not found"}, "get", "1aBcDe-AbCdEf-01")
+	fails(t, env, nil, 1, []string{"stat 1aBcDe-AbCdEf-01: message not found"}, "stat", "1aBcDe-AbCdEf-01")
+	fails(t, env, []byte("x\r\n"), 1, []string{"client IP", "999.1.2.3"}, "put", "--client-ip", "999.1.2.3")
+	// ls of an empty quarantine lists [] in JSON, not null.
+	if out := ok(t, env, nil, "ls", "--json"); !strings.Contains(out, `"messages": []`) {
+		t.Errorf("ls --json of an empty quarantine: %s", out)
+	}
 	id := strings.TrimSpace(ok(t, env, []byte("Subject: x\r\n\r\nhi\r\n"), "put"))
 	fails(t, env, nil, 2, []string{"--spam", "--ham"}, "learn", id)
 	fails(t, env, nil, 2, []string{"--spam", "--ham"}, "learn", id, "--spam", "--ham")
-	fails(t, env, nil, 1, []string{"invalid message id"}, "delete", "nope")
+	fails(t, env, nil, 2, []string{"invalid message id"}, "delete", "nope")
 	fails(t, env, nil, 1, []string{"no envelope recipients"}, "release", id)
 	// Nothing above changed the stored message.
 	var md lazaret.Metadata
@@ -407,5 +446,55 @@ func TestCLIMaxMessageSize(t *testing.T) {
 	}
 	if len(page.Messages) != 1 || page.Messages[0].Subject != "fits" {
 		t.Errorf("after refused puts, ls = %v; want only the message that fits", ids(page.Messages))
+	}
+}
+
+// Client commands reach the socket by a relative path (issue 14), and a
+// second serve on the same data names the process holding it (issue 16).
+func TestCLIRelativeSocketAndDataInUse(t *testing.T) {
+	dir := shortDir(t)
+	n := startServe(t, filepath.Join(dir, "data"), filepath.Join(dir, "n1", "s.sock"))
+	if !strings.Contains(n.out.String(), "created socket directory") {
+		t.Errorf("serve did not say it created the socket directory:\n%s", n.out)
+	}
+	t.Chdir(dir)
+	id := strings.TrimSpace(ok(t, nil, []byte("Subject: x\r\n\r\nhi\r\n"), "put", "--socket", "n1/s.sock"))
+	ok(t, map[string]string{"LAZARET_SOCKET": "n1/s.sock"}, nil, "stat", id)
+	if out := ok(t, nil, nil, "status", "--socket", "./n1/s.sock"); !regexp.MustCompile(`retention +30 days`).MatchString(out) {
+		t.Errorf("status does not give the retention in days:\n%s", out)
+	}
+
+	fails(t, nil, nil, 1, []string{"data directory in use by pid", strconv.Itoa(os.Getpid())},
+		"serve", "--data", filepath.Join(dir, "data"), "--socket", filepath.Join(dir, "other.sock"))
+}
+
+// ls pages through everything it was asked for, also when the records are
+// too large for one response (issue 16: "received message larger than max").
+func TestCLILsPagesThroughEverything(t *testing.T) {
+	dir := shortDir(t)
+	sock := filepath.Join(dir, "s.sock")
+	startServe(t, filepath.Join(dir, "data"), sock)
+	env := map[string]string{"LAZARET_SOCKET": sock}
+	report := strings.Repeat("r", 60<<10)
+	const n = 80 // 4.8 MB of reports: more than a client takes in one response
+	for i := range n {
+		ok(t, env, testMessage(300, uint64(i), fmt.Sprintf("m%d", i)), "put", "--report", report)
+	}
+	for _, limit := range []string{"0", "100000000", "25"} {
+		var page struct{ Messages []*lazaret.Metadata }
+		if err := json.Unmarshal([]byte(ok(t, env, nil, "ls", "--json", "--limit", limit)), &page); err != nil {
+			t.Fatal(err)
+		}
+		want := n
+		if limit == "25" {
+			want = 25
+		}
+		seen := map[lazaret.ID]bool{}
+		for _, m := range page.Messages {
+			seen[m.ID] = true
+		}
+		if len(page.Messages) != want || len(seen) != want {
+			t.Errorf("ls --limit %s: %d messages (%d distinct), want %d", limit, len(page.Messages), len(seen), want)
+		}
 	}
 }

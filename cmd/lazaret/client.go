@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -39,7 +40,11 @@ func oneID(args []string) (lazaret.ID, error) {
 	if len(args) != 1 {
 		return "", usagef("want exactly one message id, got %d arguments", len(args))
 	}
-	return lazaret.ParseID(args[0])
+	id, err := lazaret.ParseID(args[0])
+	if err != nil {
+		return "", usagef("%v", err) // a malformed id is a usage mistake: exit 2
+	}
+	return id, nil
 }
 
 func (m *Main) put(ctx context.Context, args []string) error {
@@ -65,6 +70,14 @@ func (m *Main) put(ctx context.Context, args []string) error {
 	kind, err := lazaret.ParseVerdictKind(*verdict)
 	if err != nil {
 		return usagef("--verdict: %v", err)
+	}
+	if *id != "" {
+		if _, err := lazaret.ParseID(*id); err != nil {
+			return usagef("--id: %v", err)
+		}
+	}
+	if math.IsNaN(*score) || math.IsInf(*score, 0) {
+		return usagef("--score %v: want a finite number", *score)
 	}
 	var body io.Reader = m.Stdin
 	if len(pos) == 1 && pos[0] != "-" {
@@ -120,8 +133,21 @@ func (m *Main) get(ctx context.Context, args []string) error {
 }
 
 // writeFileAtomic writes r to path through a temporary file, so a failed or
-// corrupt read never leaves a partial file under the requested name.
+// corrupt read never leaves a partial file under the requested name. A path
+// that exists and is not a regular file (/dev/null, a pipe, a terminal) is
+// written to directly: renaming over it would replace the device with a file.
 func writeFileAtomic(path string, r io.Reader) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, r); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -208,7 +234,7 @@ func (m *Main) ls(ctx context.Context, args []string) error {
 		return err
 	}
 	return withClient(*socket, func(c *rpc.Client) error {
-		var all []*lazaret.Metadata
+		all := []*lazaret.Metadata{} // --json prints [] for none, not null
 		source := ""
 		for {
 			q.Limit = 1000
@@ -398,7 +424,7 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "data\t%s\n", st.DataDir)
 		fmt.Fprintf(tw, "messages\t%d\n", st.Messages)
 		fmt.Fprintf(tw, "bytes\t%d (on disk %d)\n", st.Bytes, st.DiskBytes)
-		fmt.Fprintf(tw, "retention\t%s\n", st.Retention)
+		fmt.Fprintf(tw, "retention\t%s\n", humanDuration(st.Retention))
 		fmt.Fprintf(tw, "health\t%s\n", health)
 		printIndexStatus(tw, st.Index) // index.go
 		printLag(tw, st.Lag)
@@ -484,4 +510,17 @@ func printLag(w io.Writer, l *lazaret.ReplicationLag) {
 		}
 		fmt.Fprintf(w, "sync with node %d\t%s\n", p.Node, line)
 	}
+}
+
+// humanDuration writes whole days as days ("30 days"), anything else as Go
+// does ("36h0m0s").
+func humanDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d > 0 && d%day == 0 {
+		if d == day {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
 }

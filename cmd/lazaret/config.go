@@ -35,6 +35,8 @@ type Config struct {
 	Cluster   ClusterConfig   `toml:"cluster"` // config_cluster.go
 	HTTP      HTTPConfig      `toml:"http"`    // config_http.go
 	Health    HealthConfig    `toml:"health"`  // config_http.go
+	S3        S3Config        `toml:"s3"`      // config_s3.go
+	FUSE      FUSEConfig      `toml:"fuse"`    // config_fuse.go
 }
 
 // NodeConfig is the [node] table.
@@ -48,6 +50,10 @@ type NodeConfig struct {
 type StoreConfig struct {
 	Data           string `toml:"data"`             // data directory
 	MaxMessageSize Size   `toml:"max_message_size"` // e.g. "64MiB"
+	// MinFree is the space kept free on the data file system: writes that
+	// would leave less are refused with a temporary error. 0 derives it
+	// from the store's memory sizes (about 100 MiB).
+	MinFree Size `toml:"min_free"`
 }
 
 // APIConfig is the [api] table.
@@ -95,25 +101,41 @@ func DefaultConfig() Config {
 		Cluster:   defaultClusterConfig(),
 		HTTP:      defaultHTTPConfig(),
 		Health:    defaultHealthConfig(),
+		S3:        defaultS3Config(),
+		FUSE:      defaultFUSEConfig(),
 	}
 }
 
 // LoadConfig reads a TOML file over the defaults. Unknown keys and bad values
 // are refused, naming the key.
 func LoadConfig(path string) (Config, error) {
-	cfg := DefaultConfig()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return DefaultConfig(), fmt.Errorf("config: %w", err)
 	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig is LoadConfig of a file's contents; name is used in errors.
+func ParseConfig(data []byte, name string) (Config, error) {
+	cfg := DefaultConfig()
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("config %s: %s", path, describeTOMLError(err))
+		return cfg, fmt.Errorf("config %s: %s", name, describeTOMLError(err))
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+		return cfg, fmt.Errorf("config %s: %w", name, err)
 	}
 	return cfg, nil
+}
+
+// loadConfigOr loads the config file at path, or returns the defaults when
+// path is empty.
+func loadConfigOr(path string) (Config, error) {
+	if path == "" {
+		return DefaultConfig(), nil
+	}
+	return LoadConfig(path)
 }
 
 func describeTOMLError(err error) string {
@@ -179,6 +201,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Health.validate(); err != nil {
+		return err
+	}
+	if err := c.validateS3(); err != nil {
+		return err
+	}
+	if err := c.FUSE.validate(c); err != nil {
 		return err
 	}
 	switch c.Log.Level {
@@ -250,19 +278,24 @@ func (c *Config) replicatorConfig() replicator.Config {
 func (c *Config) daemonConfig() daemon.Config {
 	mode, _ := c.socketMode() // Validate reports a bad one
 	dc := daemon.Config{
-		Node:       c.replicatorConfig(),
-		Store:      objstore.DefaultConfig(c.Store.Data),
+		Node:  c.replicatorConfig(),
+		Store: objstore.DefaultConfig(c.Store.Data),
+
 		API:        daemon.APIConfig{Socket: c.API.Socket, Mode: mode, Group: c.API.SocketGroup},
 		HTTPListen: c.HTTP.Listen,
 		PProf:      c.HTTP.PProf,
 		Health:     c.Health.daemonHealth(),
 	}
+	dc.Store.MinFree = int64(c.Store.MinFree)
 	if c.SMTP.Enabled {
 		fc := c.smtpfilterConfig()
 		dc.SMTP = &fc
 	}
 	if c.Index.Postgres != "" {
 		dc.Index = &daemon.IndexConfig{Postgres: c.Index.pgConfig(), Feeder: c.feederConfig(), OutboxMaxRecords: c.Index.OutboxMaxRecords}
+	}
+	if c.S3.Listen != "" {
+		dc.Frontends = append(dc.Frontends, c.s3Frontend()) // serve_s3.go
 	}
 	if c.Cluster.Enabled {
 		cl := c.Cluster
@@ -275,6 +308,9 @@ func (c *Config) daemonConfig() daemon.Config {
 			SnapshotPath: filepath.Join(c.Store.Data, "serf.snapshot"),
 			Local:        cl.GossipProfile == "local",
 		}
+	}
+	if f := c.fuseFrontend(); f != nil { // serve_fuse.go
+		dc.Frontends = append(dc.Frontends, *f)
 	}
 	return dc
 }

@@ -26,6 +26,7 @@ type devNode struct {
 	cmd    *exec.Cmd
 	log    *os.File
 	exited chan struct{}
+	relay  string // serve --relay, if set
 }
 
 func (d *devNode) config() string { return filepath.Join(d.dir, "lazaret.toml") }
@@ -45,6 +46,8 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "/tmp/lazaret-dev", "cluster directory")
 	policy := fs.String("policy", "", `erasure code "k+m" for a new cluster; empty = by cluster size`)
 	firstIP := fs.String("first-ip", "127.0.0.1", "loopback address of node 1; node K gets the K-1th next one")
+	s3Nodes := fs.Int("s3-nodes", 1, "nodes 1..N serve the S3 API on port 9000 of their address (0: none)")
+	relay := fs.String("relay", "", "every node releases to HOST:PORT (serve --relay)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -66,12 +69,18 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := &devCluster{m: m, root: abs}
+	c := &devCluster{m: m, root: abs, s3Nodes: *s3Nodes, relay: *relay}
 	if err := c.start(ctx, self, first, *nodes, *policy); err != nil {
 		c.stopAll()
 		return err
 	}
 	c.banner()
+	if c.s3Nodes > 0 {
+		if err := m.devPrintS3(c.running[0], abs); err != nil { // dev_s3.go
+			c.stopAll()
+			return err
+		}
+	}
 	c.supervise(ctx)
 	return nil
 }
@@ -80,6 +89,8 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 type devCluster struct {
 	m       *Main
 	root    string
+	s3Nodes int    // nodes 1..s3Nodes serve the S3 API
+	relay   string // every node's serve --relay
 	running []*devNode
 }
 
@@ -95,6 +106,12 @@ func (c *devCluster) start(ctx context.Context, self string, first net.IP, n int
 				return fmt.Errorf("bootstrapping node %d: %w", k, err)
 			}
 		}
+		if k <= c.s3Nodes {
+			if err := devEnableS3(node, c.root); err != nil { // dev_s3.go
+				return err
+			}
+		}
+		node.relay = c.relay
 		if err := c.m.devStart(self, node); err != nil {
 			return err
 		}
@@ -209,7 +226,11 @@ func (m *Main) devStart(self string, n *devNode) error {
 	}
 	fmt.Fprintf(logf, "\n==== lazaret dev: starting node%d at %s ====\n", n.k, time.Now().Format(time.RFC3339))
 	// Each node serves /metrics and /health on its own address.
-	n.cmd = exec.Command(self, "serve", "--config", n.config(), "--http", n.httpAddr())
+	args := []string{"serve", "--config", n.config(), "--http", n.httpAddr()}
+	if n.relay != "" {
+		args = append(args, "--relay", n.relay)
+	}
+	n.cmd = exec.Command(self, args...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	// Own process group: a terminal's Ctrl-C reaches only dev, which stops
 	// the nodes in order; Pdeathsig stops them if dev itself is killed.

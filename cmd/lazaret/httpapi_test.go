@@ -147,7 +147,8 @@ min_free_disk = "0"
 	if s[`lazaret_put_bytes_total{source="smtp"}`] < float64(len(msg)) {
 		t.Errorf("smtp put bytes %v, want at least %d", s[`lazaret_put_bytes_total{source="smtp"}`], len(msg))
 	}
-	if s[`lazaret_store_shard_bytes`] < float64(putBytes) || s[`lazaret_store_disk_bytes`] == 0 || s[`lazaret_store_disk_free_bytes`] == 0 {
+	if s[`lazaret_store_shard_bytes`] < float64(putBytes) || s[`lazaret_store_disk_bytes`] == 0 || s[`lazaret_store_disk_free_bytes`] == 0 ||
+		s[`lazaret_store_disk_size_bytes`] < s[`lazaret_store_disk_free_bytes`] {
 		t.Errorf("store figures: shard bytes %v (want >= %d), disk %v, free %v", s[`lazaret_store_shard_bytes`], putBytes, s[`lazaret_store_disk_bytes`], s[`lazaret_store_disk_free_bytes`])
 	}
 	if code, h := health(t, addr); code != 200 || h.Status != "ok" {

@@ -209,9 +209,36 @@ func (m *Main) indexRebuild(ctx context.Context, args []string) error {
 	if err := store.SetOutboxOverflow(); err != nil {
 		return err
 	}
-	if err := f.Drain(ctx); err != nil {
+	// Live messages: the records of deleted ones are written too, so the
+	// bar's total grows if it proves low.
+	var total int64
+	if st, err := store.Stats(); err == nil {
+		total = st.Messages
+	}
+	rep := m.progress("index rebuild", "msgs", total)
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				rep.Set(f.Status().Applied)
+			}
+		}
+	}()
+	err = f.Drain(ctx)
+	close(stop)
+	<-watched
+	if err != nil {
 		return err
 	}
+	rep.Set(f.Status().Applied)
+	rep.Finish()
 	took := time.Since(start)
 	n := f.Status().Applied
 	fmt.Fprintf(m.Stdout, "rebuilt index at %s from %s: %d messages in %s (%.0f/s)\n",

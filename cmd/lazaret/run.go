@@ -45,6 +45,7 @@ func (m *Main) commands() map[string]command {
 		"index":       {"PostgreSQL index: migrate, rebuild", (*Main).index},
 		"put":         {"quarantine a message from a file or stdin; prints its id", (*Main).put},
 		"get":         {"write a message's body to stdout or a file", (*Main).get},
+		"mount":       {"show the cluster's quarantine as a MailScanner tree (FUSE)", (*Main).mount},
 		"stat":        {"show a message's metadata", (*Main).stat},
 		"ls":          {"list messages, newest first", (*Main).ls},
 		"delete":      {"delete a message", (*Main).delete},
@@ -54,6 +55,7 @@ func (m *Main) commands() map[string]command {
 		"status":      {"show the node's status", (*Main).status},
 		"version":     {"print the version", (*Main).printVersion},
 		"bench":       {"measure put/get throughput against a running node", (*Main).bench},
+		"s3":          {"S3 API access keys (s3 key create, s3 key list)", (*Main).s3},
 	}
 }
 

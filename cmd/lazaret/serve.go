@@ -19,16 +19,15 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	smtpAddr := fs.String("smtp", "", "run the SMTP filter on ADDR, e.g. 127.0.0.1:10026 (overrides smtp.listen, sets smtp.enabled)")
 	relay := fs.String("relay", "", "deliver released messages to HOST:PORT (overrides release.relay)")
 	postgres := fs.String("postgres", "", "feed and search the PostgreSQL index at DSN (overrides index.postgres)")
+	clockFile := fs.String("test-clock-offset-file", "", "tests only: shift this node's clock by the duration in FILE, re-read every second")
 	httpAddr := fs.String("http", "", "serve /metrics, /health and /ready on ADDR, e.g. "+DefaultHTTPListen+" (overrides http.listen)")
+	s3Addr := fs.String("s3", "", "serve the S3 API on ADDR, e.g. 127.0.0.1:9000 (overrides s3.listen)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg := DefaultConfig()
-	if *configPath != "" {
-		var err error
-		if cfg, err = LoadConfig(*configPath); err != nil {
-			return err
-		}
+	cfg, err := loadConfigOr(*configPath)
+	if err != nil {
+		return err
 	}
 	if *data != "" {
 		cfg.Store.Data = *data
@@ -48,11 +47,19 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if *httpAddr != "" {
 		cfg.HTTP.Listen = *httpAddr
 	}
+	if *s3Addr != "" {
+		cfg.S3.Listen = *s3Addr
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := newLogger(m.Stderr, cfg.Log)
-	return runNode(ctx, cfg, log, lazaret.SystemClock{}, m.Stdout)
+	var clock lazaret.Clock = lazaret.SystemClock{}
+	if *clockFile != "" {
+		clock = newOffsetClock(*clockFile)
+		log.Warn("test clock: this node's clock is shifted by the offset in the file", "file", *clockFile)
+	}
+	return runNode(ctx, cfg, log, clock, m.Stdout)
 }
 
 func newLogger(w io.Writer, c LogConfig) *slog.Logger {

@@ -35,9 +35,18 @@ var rowColumns = []string{
 var stageDDL = "CREATE TEMP TABLE IF NOT EXISTS lazaret_stage ON COMMIT DELETE ROWS AS SELECT " +
 	quoteAll(rowColumns) + " FROM messages WITH NO DATA"
 
+// stateRank orders states as lazaret.Merge does: a further state wins over
+// any version of an earlier one (quarantined < released < deleted).
+func stateRank(table string) string {
+	return fmt.Sprintf("(CASE %s.state WHEN 'deleted' THEN 2 WHEN 'released' THEN 1 ELSE 0 END)", table)
+}
+
 // upsertSQL moves staged rows into messages. A row replaces an existing one
-// only if its version is newer, so replays and concurrent feeders never
-// regress a row; of several staged rows for one id the newest wins.
+// only if it wins by lazaret.Merge's rule — the further state, then the
+// newer version — so replays and concurrent feeders never regress a row,
+// and a delete whose version is older than a concurrent learn's (another
+// node's clock ran ahead) still ends as deleted, as in the store; of
+// several staged rows for one id the winner is taken.
 var upsertSQL = func() string {
 	var sel, set []string
 	for _, c := range rowColumns {
@@ -50,11 +59,11 @@ var upsertSQL = func() string {
 	return fmt.Sprintf(`INSERT INTO messages (%s, hostname)
 SELECT DISTINCT ON (s.messageid) %s, COALESCE(n.hostname, 'node' || s.origin_node)
 FROM lazaret_stage s LEFT JOIN lazaret_nodes n ON n.node = s.origin_node
-ORDER BY s.messageid, s.version_wall DESC, s.version_logical DESC, s.version_node DESC
+ORDER BY s.messageid, %s DESC, s.version_wall DESC, s.version_logical DESC, s.version_node DESC
 ON CONFLICT (messageid) DO UPDATE SET %s
-WHERE (excluded.version_wall, excluded.version_logical, excluded.version_node)
-    > (messages.version_wall, messages.version_logical, messages.version_node)`,
-		quoteAll(rowColumns), strings.Join(sel, ", "), strings.Join(set, ", "))
+WHERE (%s, excluded.version_wall, excluded.version_logical, excluded.version_node)
+    > (%s, messages.version_wall, messages.version_logical, messages.version_node)`,
+		quoteAll(rowColumns), strings.Join(sel, ", "), stateRank("s"), strings.Join(set, ", "), stateRank("excluded"), stateRank("messages"))
 }()
 
 func quote(c string) string { return pgx.Identifier{c}.Sanitize() }

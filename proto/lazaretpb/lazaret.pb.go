@@ -417,6 +417,7 @@ type Message struct {
 	History       []*Event               `protobuf:"bytes,18,rep,name=history,proto3" json:"history,omitempty"`
 	Version       *Version               `protobuf:"bytes,19,opt,name=version,proto3" json:"version,omitempty"`
 	Placement     *Placement             `protobuf:"bytes,20,opt,name=placement,proto3" json:"placement,omitempty"`
+	Md5           []byte                 `protobuf:"bytes,21,opt,name=md5,proto3" json:"md5,omitempty"` // the body's MD5 (S3 ETag); empty for messages stored before it was kept
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -587,6 +588,13 @@ func (x *Message) GetVersion() *Version {
 func (x *Message) GetPlacement() *Placement {
 	if x != nil {
 		return x.Placement
+	}
+	return nil
+}
+
+func (x *Message) GetMd5() []byte {
+	if x != nil {
+		return x.Md5
 	}
 	return nil
 }
@@ -763,7 +771,10 @@ type PutMeta struct {
 	Received   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=received,proto3" json:"received,omitempty"`
 	Actor      string                 `protobuf:"bytes,13,opt,name=actor,proto3" json:"actor,omitempty"`
 	// expected_size, when set, makes a body of another size fail.
-	ExpectedSize  int64 `protobuf:"varint,14,opt,name=expected_size,json=expectedSize,proto3" json:"expected_size,omitempty"`
+	ExpectedSize int64 `protobuf:"varint,14,opt,name=expected_size,json=expectedSize,proto3" json:"expected_size,omitempty"`
+	// restore, when set, recreates a message from a backup with this id,
+	// metadata and history; the other fields are ignored (PutRequest.Restore).
+	Restore       *Message `protobuf:"bytes,15,opt,name=restore,proto3" json:"restore,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -894,6 +905,13 @@ func (x *PutMeta) GetExpectedSize() int64 {
 		return x.ExpectedSize
 	}
 	return 0
+}
+
+func (x *PutMeta) GetRestore() *Message {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
 }
 
 type PutRequest struct {
@@ -2312,7 +2330,7 @@ const file_lazaret_proto_rawDesc = "" +
 	"\aVersion\x12\x12\n" +
 	"\x04wall\x18\x01 \x01(\x03R\x04wall\x12\x18\n" +
 	"\alogical\x18\x02 \x01(\rR\alogical\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\x05R\x04node\"\xa6\x05\n" +
+	"\x04node\x18\x03 \x01(\x05R\x04node\"\xb8\x05\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\x05R\x04node\x126\n" +
@@ -2338,7 +2356,8 @@ const file_lazaret_proto_rawDesc = "" +
 	"learned_as\x18\x11 \x01(\x0e2\x15.lazaret.v1.LearnKindR\tlearnedAs\x12+\n" +
 	"\ahistory\x18\x12 \x03(\v2\x11.lazaret.v1.EventR\ahistory\x12-\n" +
 	"\aversion\x18\x13 \x01(\v2\x13.lazaret.v1.VersionR\aversion\x123\n" +
-	"\tplacement\x18\x14 \x01(\v2\x15.lazaret.v1.PlacementR\tplacement\"\xcc\x01\n" +
+	"\tplacement\x18\x14 \x01(\v2\x15.lazaret.v1.PlacementR\tplacement\x12\x10\n" +
+	"\x03md5\x18\x15 \x01(\fR\x03md5\"\xcc\x01\n" +
 	"\tPlacement\x12\f\n" +
 	"\x01k\x18\x01 \x01(\x05R\x01k\x12\f\n" +
 	"\x01m\x18\x02 \x01(\x05R\x01m\x12\x1d\n" +
@@ -2351,7 +2370,7 @@ const file_lazaret_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\x05R\x04node\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\xb1\x03\n" +
+	"\x06sha256\x18\x04 \x01(\fR\x06sha256\"\xe0\x03\n" +
 	"\aPutMeta\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06sender\x18\x02 \x01(\tR\x06sender\x12\x1e\n" +
@@ -2370,7 +2389,8 @@ const file_lazaret_proto_rawDesc = "" +
 	"message_id\x18\v \x01(\tR\tmessageId\x126\n" +
 	"\breceived\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\breceived\x12\x14\n" +
 	"\x05actor\x18\r \x01(\tR\x05actor\x12#\n" +
-	"\rexpected_size\x18\x0e \x01(\x03R\fexpectedSize\"W\n" +
+	"\rexpected_size\x18\x0e \x01(\x03R\fexpectedSize\x12-\n" +
+	"\arestore\x18\x0f \x01(\v2\x13.lazaret.v1.MessageR\arestore\"W\n" +
 	"\n" +
 	"PutRequest\x12)\n" +
 	"\x04meta\x18\x01 \x01(\v2\x13.lazaret.v1.PutMetaH\x00R\x04meta\x12\x16\n" +
@@ -2584,48 +2604,49 @@ var file_lazaret_proto_depIdxs = []int32{
 	3,  // 12: lazaret.v1.PutMeta.verdict:type_name -> lazaret.v1.Verdict
 	28, // 13: lazaret.v1.PutMeta.date:type_name -> google.protobuf.Timestamp
 	28, // 14: lazaret.v1.PutMeta.received:type_name -> google.protobuf.Timestamp
-	9,  // 15: lazaret.v1.PutRequest.meta:type_name -> lazaret.v1.PutMeta
-	6,  // 16: lazaret.v1.PutResponse.message:type_name -> lazaret.v1.Message
-	6,  // 17: lazaret.v1.GetResponse.meta:type_name -> lazaret.v1.Message
-	28, // 18: lazaret.v1.ListRequest.since:type_name -> google.protobuf.Timestamp
-	28, // 19: lazaret.v1.ListRequest.until:type_name -> google.protobuf.Timestamp
-	0,  // 20: lazaret.v1.ListRequest.verdicts:type_name -> lazaret.v1.VerdictKind
-	1,  // 21: lazaret.v1.ListRequest.states:type_name -> lazaret.v1.State
-	6,  // 22: lazaret.v1.ListResponse.messages:type_name -> lazaret.v1.Message
-	2,  // 23: lazaret.v1.LearnRequest.kind:type_name -> lazaret.v1.LearnKind
-	28, // 24: lazaret.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
-	27, // 25: lazaret.v1.StatusResponse.members:type_name -> lazaret.v1.MemberStatus
-	26, // 26: lazaret.v1.StatusResponse.index:type_name -> lazaret.v1.IndexStatus
-	24, // 27: lazaret.v1.StatusResponse.lag:type_name -> lazaret.v1.ReplicationLag
-	28, // 28: lazaret.v1.ReplicationLag.oldest_under_protected:type_name -> google.protobuf.Timestamp
-	25, // 29: lazaret.v1.ReplicationLag.peers:type_name -> lazaret.v1.PeerSyncStatus
-	28, // 30: lazaret.v1.PeerSyncStatus.last_success:type_name -> google.protobuf.Timestamp
-	28, // 31: lazaret.v1.PeerSyncStatus.last_attempt:type_name -> google.protobuf.Timestamp
-	28, // 32: lazaret.v1.IndexStatus.last_flush:type_name -> google.protobuf.Timestamp
-	28, // 33: lazaret.v1.MemberStatus.oldest_under_protected:type_name -> google.protobuf.Timestamp
-	10, // 34: lazaret.v1.Quarantine.Put:input_type -> lazaret.v1.PutRequest
-	12, // 35: lazaret.v1.Quarantine.Get:input_type -> lazaret.v1.GetRequest
-	14, // 36: lazaret.v1.Quarantine.Stat:input_type -> lazaret.v1.StatRequest
-	15, // 37: lazaret.v1.Quarantine.List:input_type -> lazaret.v1.ListRequest
-	17, // 38: lazaret.v1.Quarantine.Delete:input_type -> lazaret.v1.DeleteRequest
-	18, // 39: lazaret.v1.Quarantine.Learn:input_type -> lazaret.v1.LearnRequest
-	19, // 40: lazaret.v1.Quarantine.Release:input_type -> lazaret.v1.ReleaseRequest
-	20, // 41: lazaret.v1.Quarantine.AllocateID:input_type -> lazaret.v1.AllocateIDRequest
-	22, // 42: lazaret.v1.Quarantine.Status:input_type -> lazaret.v1.StatusRequest
-	11, // 43: lazaret.v1.Quarantine.Put:output_type -> lazaret.v1.PutResponse
-	13, // 44: lazaret.v1.Quarantine.Get:output_type -> lazaret.v1.GetResponse
-	6,  // 45: lazaret.v1.Quarantine.Stat:output_type -> lazaret.v1.Message
-	16, // 46: lazaret.v1.Quarantine.List:output_type -> lazaret.v1.ListResponse
-	6,  // 47: lazaret.v1.Quarantine.Delete:output_type -> lazaret.v1.Message
-	6,  // 48: lazaret.v1.Quarantine.Learn:output_type -> lazaret.v1.Message
-	6,  // 49: lazaret.v1.Quarantine.Release:output_type -> lazaret.v1.Message
-	21, // 50: lazaret.v1.Quarantine.AllocateID:output_type -> lazaret.v1.AllocateIDResponse
-	23, // 51: lazaret.v1.Quarantine.Status:output_type -> lazaret.v1.StatusResponse
-	43, // [43:52] is the sub-list for method output_type
-	34, // [34:43] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	6,  // 15: lazaret.v1.PutMeta.restore:type_name -> lazaret.v1.Message
+	9,  // 16: lazaret.v1.PutRequest.meta:type_name -> lazaret.v1.PutMeta
+	6,  // 17: lazaret.v1.PutResponse.message:type_name -> lazaret.v1.Message
+	6,  // 18: lazaret.v1.GetResponse.meta:type_name -> lazaret.v1.Message
+	28, // 19: lazaret.v1.ListRequest.since:type_name -> google.protobuf.Timestamp
+	28, // 20: lazaret.v1.ListRequest.until:type_name -> google.protobuf.Timestamp
+	0,  // 21: lazaret.v1.ListRequest.verdicts:type_name -> lazaret.v1.VerdictKind
+	1,  // 22: lazaret.v1.ListRequest.states:type_name -> lazaret.v1.State
+	6,  // 23: lazaret.v1.ListResponse.messages:type_name -> lazaret.v1.Message
+	2,  // 24: lazaret.v1.LearnRequest.kind:type_name -> lazaret.v1.LearnKind
+	28, // 25: lazaret.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
+	27, // 26: lazaret.v1.StatusResponse.members:type_name -> lazaret.v1.MemberStatus
+	26, // 27: lazaret.v1.StatusResponse.index:type_name -> lazaret.v1.IndexStatus
+	24, // 28: lazaret.v1.StatusResponse.lag:type_name -> lazaret.v1.ReplicationLag
+	28, // 29: lazaret.v1.ReplicationLag.oldest_under_protected:type_name -> google.protobuf.Timestamp
+	25, // 30: lazaret.v1.ReplicationLag.peers:type_name -> lazaret.v1.PeerSyncStatus
+	28, // 31: lazaret.v1.PeerSyncStatus.last_success:type_name -> google.protobuf.Timestamp
+	28, // 32: lazaret.v1.PeerSyncStatus.last_attempt:type_name -> google.protobuf.Timestamp
+	28, // 33: lazaret.v1.IndexStatus.last_flush:type_name -> google.protobuf.Timestamp
+	28, // 34: lazaret.v1.MemberStatus.oldest_under_protected:type_name -> google.protobuf.Timestamp
+	10, // 35: lazaret.v1.Quarantine.Put:input_type -> lazaret.v1.PutRequest
+	12, // 36: lazaret.v1.Quarantine.Get:input_type -> lazaret.v1.GetRequest
+	14, // 37: lazaret.v1.Quarantine.Stat:input_type -> lazaret.v1.StatRequest
+	15, // 38: lazaret.v1.Quarantine.List:input_type -> lazaret.v1.ListRequest
+	17, // 39: lazaret.v1.Quarantine.Delete:input_type -> lazaret.v1.DeleteRequest
+	18, // 40: lazaret.v1.Quarantine.Learn:input_type -> lazaret.v1.LearnRequest
+	19, // 41: lazaret.v1.Quarantine.Release:input_type -> lazaret.v1.ReleaseRequest
+	20, // 42: lazaret.v1.Quarantine.AllocateID:input_type -> lazaret.v1.AllocateIDRequest
+	22, // 43: lazaret.v1.Quarantine.Status:input_type -> lazaret.v1.StatusRequest
+	11, // 44: lazaret.v1.Quarantine.Put:output_type -> lazaret.v1.PutResponse
+	13, // 45: lazaret.v1.Quarantine.Get:output_type -> lazaret.v1.GetResponse
+	6,  // 46: lazaret.v1.Quarantine.Stat:output_type -> lazaret.v1.Message
+	16, // 47: lazaret.v1.Quarantine.List:output_type -> lazaret.v1.ListResponse
+	6,  // 48: lazaret.v1.Quarantine.Delete:output_type -> lazaret.v1.Message
+	6,  // 49: lazaret.v1.Quarantine.Learn:output_type -> lazaret.v1.Message
+	6,  // 50: lazaret.v1.Quarantine.Release:output_type -> lazaret.v1.Message
+	21, // 51: lazaret.v1.Quarantine.AllocateID:output_type -> lazaret.v1.AllocateIDResponse
+	23, // 52: lazaret.v1.Quarantine.Status:output_type -> lazaret.v1.StatusResponse
+	44, // [44:53] is the sub-list for method output_type
+	35, // [35:44] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_lazaret_proto_init() }

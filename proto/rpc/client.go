@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -26,10 +27,18 @@ type Client struct {
 
 var _ lazaret.Quarantine = (*Client)(nil)
 
+// MaxReplySize bounds one reply the client accepts: a List page of
+// lazaret.MaxListLimit messages with their histories and scanner reports
+// is far larger than a body chunk (a page of 1,000 mail-mix messages was
+// 470 KB).
+const MaxReplySize = 32 << 20
+
 // DialUnix returns a client for the node serving the unix socket at path.
 // A missing socket is reported here, plainly, rather than as a gRPC
-// "connection refused" on the first call.
-func DialUnix(path string) (*Client, error) {
+// "connection refused" on the first call. A relative path is taken from
+// the current directory. Extra options (a reconnect backoff, say) are
+// added to the defaults.
+func DialUnix(path string, opts ...grpc.DialOption) (*Client, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -40,9 +49,15 @@ func DialUnix(path string) (*Client, error) {
 	if fi.Mode()&os.ModeSocket == 0 {
 		return nil, fmt.Errorf("connect %s: not a unix socket", path)
 	}
-	conn, err := grpc.NewClient("unix://"+path,
+	// A relative path must not reach the target URI as it is: in
+	// "unix://n1/s.sock" gRPC reads "n1" as an authority.
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", path, err)
+	}
+	conn, err := grpc.NewClient("unix://"+abs, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(ChunkSize+64<<10)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxReplySize))}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", path, err)
 	}

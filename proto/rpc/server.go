@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/lazaret/lazaret"
 	pb "github.com/lazaret/lazaret/proto/lazaretpb"
@@ -125,6 +126,9 @@ func (s *Server) Put(stream grpc.ClientStreamingServer[pb.PutRequest, pb.PutResp
 	if meta == nil {
 		return status.Error(codes.InvalidArgument, "put: the first message must carry meta, not a body chunk")
 	}
+	if meta.GetExpectedSize() < 0 {
+		return status.Errorf(codes.InvalidArgument, "put: %v: expected_size %d is negative", lazaret.ErrInvalidArgument, meta.GetExpectedSize())
+	}
 	body := &streamReader{recv: stream.Recv, expect: meta.GetExpectedSize()}
 	m, err := s.q.Put(stream.Context(), wire.PutMetaFromPB(meta), body)
 	if err != nil {
@@ -226,17 +230,40 @@ func (s *Server) Stat(ctx context.Context, req *pb.StatRequest) (*pb.Message, er
 	return msgOrStatus(m, err)
 }
 
-// List implements lazaret.v1.Quarantine.List.
+// maxListBytes bounds the encoded size of one List response, well below
+// what clients accept (see DialUnix), so that a page of large records (long
+// reports, many recipients) is cut short rather than refused.
+const maxListBytes = 256 << 10
+
+// List implements lazaret.v1.Quarantine.List. A page is bounded by bytes
+// as well as by count: when the records asked for would not fit in
+// maxListBytes, the page holds fewer (at least one) and its cursor goes on
+// from there.
 func (s *Server) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {
-	page, err := s.q.List(ctx, wire.ListFromPB(req))
-	if err != nil {
-		return nil, wire.Status(err)
+	q := wire.ListFromPB(req)
+	for {
+		page, err := s.q.List(ctx, q)
+		if err != nil {
+			return nil, wire.Status(err)
+		}
+		resp := &pb.ListResponse{NextCursor: page.NextCursor, Source: page.Source}
+		size, fit := 0, 0
+		for _, m := range page.Messages {
+			pm := wire.MessageToPB(m)
+			size += proto.Size(pm) + 8 // field tag and length
+			if size > maxListBytes && fit > 0 {
+				break
+			}
+			resp.Messages = append(resp.Messages, pm)
+			fit++
+		}
+		if fit == len(page.Messages) {
+			return resp, nil
+		}
+		// Ask again for as many as fit, so that the cursor the store
+		// returns starts after the last record sent.
+		q.Limit = fit
 	}
-	resp := &pb.ListResponse{NextCursor: page.NextCursor, Source: page.Source}
-	for _, m := range page.Messages {
-		resp.Messages = append(resp.Messages, wire.MessageToPB(m))
-	}
-	return resp, nil
 }
 
 // Delete implements lazaret.v1.Quarantine.Delete.

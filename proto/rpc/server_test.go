@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lazaret/lazaret"
 	"github.com/lazaret/lazaret/objstore"
@@ -430,6 +432,22 @@ func TestPutBadStreams(t *testing.T) {
 			{Part: &pb.PutRequest_Meta{Meta: &pb.PutMeta{Recipients: []string{"a b@example.com"}}}},
 			{Part: &pb.PutRequest_Chunk{Chunk: []byte("hi")}},
 		}, "recipient"},
+		{"NaN score", []*pb.PutRequest{
+			{Part: &pb.PutRequest_Meta{Meta: &pb.PutMeta{Verdict: &pb.Verdict{Score: math.NaN()}}}},
+			{Part: &pb.PutRequest_Chunk{Chunk: []byte("hi")}},
+		}, "NaN"},
+		{"bad client IP", []*pb.PutRequest{
+			{Part: &pb.PutRequest_Meta{Meta: &pb.PutMeta{ClientIp: "999.1.2.3"}}},
+			{Part: &pb.PutRequest_Chunk{Chunk: []byte("hi")}},
+		}, "client IP"},
+		{"year 20000", []*pb.PutRequest{
+			{Part: &pb.PutRequest_Meta{Meta: &pb.PutMeta{Received: &timestamppb.Timestamp{Seconds: 569_000_000_000}}}},
+			{Part: &pb.PutRequest_Chunk{Chunk: []byte("hi")}},
+		}, "received"},
+		{"negative expected size", []*pb.PutRequest{
+			{Part: &pb.PutRequest_Meta{Meta: &pb.PutMeta{ExpectedSize: -5}}},
+			{Part: &pb.PutRequest_Chunk{Chunk: []byte("hi")}},
+		}, "expected_size"},
 	} {
 		stream, err := raw.Put(ctx)
 		if err != nil {
@@ -737,5 +755,65 @@ func TestListenUnixRefusesLiveSocket(t *testing.T) {
 	}
 	if _, err := rpc.DialUnix(filepath.Join(filepath.Dir(e.socket), "missing.sock")); err == nil || !strings.Contains(err.Error(), "no such socket") {
 		t.Errorf("DialUnix of a missing socket: %v, want 'no such socket'", err)
+	}
+}
+
+// A List page is bounded by bytes as well as by count (issue 16: ls of a
+// real quarantine failed with "received message larger than max"), and
+// paging with the cursors returns every message once.
+func TestListPagesBoundedByBytes(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	const n = 60
+	report := strings.Repeat("r", 60<<10) // 3.6 MB of reports in all
+	want := map[lazaret.ID]bool{}
+	for i := range n {
+		m, err := e.client.Put(ctx, lazaret.PutRequest{Verdict: lazaret.Verdict{Kind: lazaret.VerdictSpam, Report: report}},
+			strings.NewReader(fmt.Sprintf("Subject: %d\r\n\r\nhi\r\n", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[m.ID] = true
+	}
+	q := lazaret.ListQuery{Limit: 1000}
+	pages := 0
+	for {
+		page, err := e.client.List(ctx, q)
+		if err != nil {
+			t.Fatalf("page %d: %v", pages, err)
+		}
+		pages++
+		if len(page.Messages) == 0 {
+			t.Fatalf("page %d is empty", pages)
+		}
+		for _, m := range page.Messages {
+			if !want[m.ID] {
+				t.Fatalf("page %d: %s unexpected or repeated", pages, m.ID)
+			}
+			delete(want, m.ID)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		q.Cursor = page.NextCursor
+	}
+	if len(want) != 0 || pages < 2 {
+		t.Errorf("%d pages, %d messages never listed", pages, len(want))
+	}
+}
+
+// A client reaches a socket by a relative path, also one with a directory
+// in it (issue 14: "invalid (non-empty) authority: n1").
+func TestDialUnixRelative(t *testing.T) {
+	e := newEnv(t, nil)
+	dir := filepath.Dir(e.socket)
+	t.Chdir(filepath.Dir(dir))
+	c, err := rpc.DialUnix(filepath.Join(filepath.Base(dir), filepath.Base(e.socket)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Status(ctxT(t)); err != nil {
+		t.Errorf("Status over a relative socket path: %v", err)
 	}
 }

@@ -63,6 +63,9 @@ func MessageToPB(m *lazaret.Metadata) *pb.Message {
 		Version:    &pb.Version{Wall: m.Version.Wall, Logical: m.Version.Logical, Node: int32(m.Version.Node)},
 		Placement:  placementToPB(m.Placement),
 	}
+	if m.MD5 != ([16]byte{}) {
+		out.Md5 = m.MD5[:]
+	}
 	for _, e := range m.History {
 		out.History = append(out.History, &pb.Event{
 			Time: timeToPB(e.Time), Actor: e.Actor, Action: e.Action, Detail: e.Detail, Node: int32(e.Node), Request: e.Request,
@@ -92,6 +95,7 @@ func MessageFromPB(p *pb.Message) *lazaret.Metadata {
 		LearnedAs:  lazaret.LearnKind(p.GetLearnedAs()),
 	}
 	copy(m.SHA256[:], p.GetSha256())
+	copy(m.MD5[:], p.GetMd5())
 	m.Placement = placementFromPB(p.GetPlacement())
 	if v := p.GetVersion(); v != nil {
 		m.Version = lazaret.Version{Wall: v.Wall, Logical: v.Logical, Node: int(v.Node)}
@@ -106,7 +110,12 @@ func MessageFromPB(p *pb.Message) *lazaret.Metadata {
 
 // PutMetaToPB converts a put request to the first message of a Put stream.
 func PutMetaToPB(r lazaret.PutRequest, expectedSize int64) *pb.PutMeta {
+	var restore *pb.Message
+	if r.Restore != nil {
+		restore = MessageToPB(r.Restore)
+	}
 	return &pb.PutMeta{
+		Restore:      restore,
 		Id:           string(r.ID),
 		Sender:       r.Sender,
 		Recipients:   r.Recipients,
@@ -126,7 +135,12 @@ func PutMetaToPB(r lazaret.PutRequest, expectedSize int64) *pb.PutMeta {
 
 // PutMetaFromPB converts the first message of a Put stream to a put request.
 func PutMetaFromPB(p *pb.PutMeta) lazaret.PutRequest {
+	var restore *lazaret.Metadata
+	if r := p.GetRestore(); r != nil {
+		restore = MessageFromPB(r)
+	}
 	return lazaret.PutRequest{
+		Restore:    restore,
 		ID:         lazaret.ID(p.GetId()),
 		Sender:     p.GetSender(),
 		Recipients: p.GetRecipients(),

@@ -23,7 +23,7 @@ func PeerError(err error) error {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", lazaret.ErrUnavailable, err)
+		return lazaret.Temporary(err)
 	}
 	if s := Sentinel(st.Code()); s != nil {
 		return fmt.Errorf("%w: %s", s, st.Message())

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -262,6 +263,36 @@ type Credentials struct {
 	Cert tls.Certificate
 	// ID is the identity in Cert.
 	ID Identity
+
+	retired atomic.Pointer[retiredHolder]
+}
+
+// Retired tells whether a node number was retired (`lazaret node remove`).
+// A retired node's certificate is still signed by the CA and still valid
+// in time, but it no longer speaks for a member: node numbers are never
+// issued twice (Numbers), so refusing the number refuses every
+// certificate that node ever had, and no other. The replicator keeps the
+// retired set, persists it in each node's data directory and spreads it
+// to every member by anti-entropy (replicator.Node.IsRetired).
+type Retired interface {
+	IsRetired(number int) bool
+}
+
+type retiredHolder struct{ r Retired }
+
+// SetRetired makes every TLS configuration made from c (both directions)
+// and the peer server's per-call check refuse certificates of numbers r
+// reports retired. It may be called while connections are being made.
+func (c *Credentials) SetRetired(r Retired) {
+	c.retired.Store(&retiredHolder{r: r})
+}
+
+// checkRetired fails if the certificate's node was retired.
+func (c *Credentials) checkRetired(id Identity) error {
+	if h := c.retired.Load(); h != nil && h.r != nil && h.r.IsRetired(id.Number) {
+		return fmt.Errorf("%s was retired (lazaret node remove); its certificate is refused", id)
+	}
+	return nil
 }
 
 // LoadCredentials parses the CA certificate and the node's certificate and
@@ -298,36 +329,52 @@ func LoadCredentials(caPEM, certPEM, keyPEM []byte, now time.Time) (*Credentials
 // given. A client certificate is optional at the TLS layer only so that a
 // new node can call Join; the interceptor in NewPeerServer refuses every
 // other method without one.
+//
+// A client certificate of a retired node fails the handshake; the peer
+// server also checks every call (NewPeerServer), so a connection made
+// before the retirement is refused from then on too.
 func (c *Credentials) ServerTLS() *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{c.Cert},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    c.CA,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+				return nil // no certificate: only Join is served (authorize)
+			}
+			id, err := IdentityOf(cs.VerifiedChains[0][0])
+			if err != nil {
+				return err
+			}
+			return c.checkRetired(id)
+		},
 	}
 }
 
 // ClientTLS returns the TLS configuration for dialing a peer: TLS 1.3, the
 // node's certificate, the cluster CA as the only root, serverName checked
 // against the peer's IP/DNS SANs. When wantNumber >= 0 the peer's
-// certificate must also carry that node number.
+// certificate must also carry that node number. A server whose
+// certificate is a retired node's is refused.
 func (c *Credentials) ClientTLS(serverName string, wantNumber int) *tls.Config {
 	cfg := PinnedTLS(c.CA, serverName)
 	cfg.Certificates = []tls.Certificate{c.Cert}
-	if wantNumber >= 0 {
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("peer sent no certificate")
-			}
-			id, err := IdentityOf(cs.PeerCertificates[0])
-			if err != nil {
-				return err
-			}
-			if id.Number != wantNumber {
-				return fmt.Errorf("peer at %s is %s, want node %d", serverName, id, wantNumber)
-			}
-			return nil
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("peer sent no certificate")
 		}
+		id, err := IdentityOf(cs.PeerCertificates[0])
+		if err != nil {
+			if wantNumber < 0 {
+				return nil
+			}
+			return err
+		}
+		if wantNumber >= 0 && id.Number != wantNumber {
+			return fmt.Errorf("peer at %s is %s, want node %d", serverName, id, wantNumber)
+		}
+		return c.checkRetired(id)
 	}
 	return cfg
 }

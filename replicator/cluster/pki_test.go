@@ -98,7 +98,7 @@ func startPeer(t *testing.T, creds *cluster.Credentials, join *cluster.JoinServi
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := cluster.NewPeerServer(creds.ServerTLS(), cluster.NewPeerService(nil, join))
+	srv := cluster.NewPeerServer(creds, cluster.NewPeerService(nil, join))
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 	return ln.Addr().String()

@@ -137,7 +137,7 @@ func (r *Runtime) Start(data DataPathServer) error {
 	if err != nil {
 		return fmt.Errorf("cluster: peer port: %w", err)
 	}
-	r.server = NewPeerServer(r.Creds.ServerTLS(), NewPeerService(data, r.join))
+	r.server = NewPeerServer(r.Creds, NewPeerService(data, r.join))
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()

@@ -28,17 +28,19 @@ const JoinMethod = "/lazaret.v1.Peer/Join"
 const maxPeerMessage = 16 << 20
 
 // NewPeerServer returns a gRPC server for the peer port with mutual TLS
-// (tlsCfg from Credentials.ServerTLS) and handler registered. The TLS layer
-// verifies a client certificate against the cluster CA when one is given;
-// the interceptors then refuse, with codes.Unauthenticated, every method
-// but Join from a caller without a verified certificate. (The gRPC
-// credentials are per server; the node's unix-socket API is a separate
-// grpc.Server.)
-func NewPeerServer(tlsCfg *tls.Config, handler lazaretpb.PeerServer) *grpc.Server {
+// (creds.ServerTLS) and handler registered. The TLS layer verifies a client
+// certificate against the cluster CA when one is given and refuses a
+// retired node's; the interceptors then refuse, with codes.Unauthenticated,
+// every method but Join from a caller without a verified certificate, and
+// with codes.PermissionDenied every call of a node retired after its
+// connection was made. (The gRPC credentials are per server; the node's
+// unix-socket API is a separate grpc.Server.)
+func NewPeerServer(creds *Credentials, handler lazaretpb.PeerServer) *grpc.Server {
+	a := authorizer{creds: creds}
 	s := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.UnaryInterceptor(authUnary),
-		grpc.StreamInterceptor(authStream),
+		grpc.Creds(credentials.NewTLS(creds.ServerTLS())),
+		grpc.UnaryInterceptor(a.unary),
+		grpc.StreamInterceptor(a.stream),
 		grpc.MaxRecvMsgSize(maxPeerMessage),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
@@ -46,25 +48,32 @@ func NewPeerServer(tlsCfg *tls.Config, handler lazaretpb.PeerServer) *grpc.Serve
 	return s
 }
 
-func authorize(ctx context.Context, method string) error {
+// authorizer is the peer server's per-call check.
+type authorizer struct{ creds *Credentials }
+
+func (a authorizer) authorize(ctx context.Context, method string) error {
 	if method == JoinMethod {
 		return nil
 	}
-	if _, ok := PeerIdentity(ctx); !ok {
+	id, ok := PeerIdentity(ctx)
+	if !ok {
 		return status.Errorf(codes.Unauthenticated, "%s needs a client certificate from the cluster CA", method)
+	}
+	if err := a.creds.checkRetired(id); err != nil {
+		return status.Errorf(codes.PermissionDenied, "%s: %v", method, err)
 	}
 	return nil
 }
 
-func authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := authorize(ctx, info.FullMethod); err != nil {
+func (a authorizer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := a.authorize(ctx, info.FullMethod); err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
-func authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := authorize(ss.Context(), info.FullMethod); err != nil {
+func (a authorizer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := a.authorize(ss.Context(), info.FullMethod); err != nil {
 		return err
 	}
 	return handler(srv, ss)

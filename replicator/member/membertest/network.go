@@ -86,6 +86,17 @@ func (n *Network) Serve(number int, srv lazaretpb.PeerServer, opts ...grpc.Serve
 	return nil
 }
 
+// Conn returns the client connection to member number's peer API (nil if
+// it serves none), for tests that send raw messages.
+func (n *Network) Conn(number int) grpc.ClientConnInterface {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p := n.peers[number]; p != nil {
+		return p.cc
+	}
+	return nil
+}
+
 // Stop stops the peer API of member number, if it serves one.
 func (n *Network) Stop(number int) {
 	n.mu.Lock()
