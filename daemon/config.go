@@ -42,6 +42,11 @@ type Config struct {
 	// HTTPListen is host:port of the monitoring endpoint (/metrics, /health,
 	// /ready and Handlers); "" runs none.
 	HTTPListen string
+	// PProf serves net/http/pprof under /debug/pprof/ on HTTPListen and
+	// turns on the runtime's block and mutex profiles (see pprof.go). It
+	// exposes internals and costs some CPU: for measuring, not for
+	// production.
+	PProf bool
 	// Health holds the thresholds of GET /health and of the problems
 	// `lazaret status` lists.
 	Health HealthConfig

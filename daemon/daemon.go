@@ -117,6 +117,7 @@ func (d *Daemon) openNode(ctx context.Context) error {
 	}
 	d.store = store
 	d.onClose(func() { store.Close() })
+	d.mon.reg.MustRegister(newWriteCollector(store))
 	cl, err := openCluster(c.Cluster, d.log, d.clock) // nil unless clustered
 	if err != nil {
 		return err

@@ -95,6 +95,8 @@ func TestOpenRunWithExtraHandlerAndFrontend(t *testing.T) {
 	_, s := scrape(t, addr[1])
 	wantSample(t, s, `lazaret_requests_total{op="put",result="ok",source="test"}`, 1)
 	wantSample(t, s, `lazaret_requests_total{op="status",result="ok",source="hello"}`, 1)
+	wantSample(t, s, `lazaret_store_acked_messages_total`, 1)
+	wantSample(t, s, `lazaret_store_acked_bytes_total`, float64(len(body)))
 
 	stop()
 	select {

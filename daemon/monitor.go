@@ -158,6 +158,9 @@ func (m *monitor) handler(q func(source string) lazaret.Quarantine) http.Handler
 		ErrorHandling: promhttp.ContinueOnError,
 		Registry:      m.reg,
 	}))
+	if m.cfg.PProf {
+		handlePProf(mux)
+	}
 	mux.HandleFunc("GET /health", m.serveHealth)
 	mux.HandleFunc("GET /ready", m.serveReady)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

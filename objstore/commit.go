@@ -34,12 +34,17 @@ func (s *Store) Commit(ctx context.Context, meta *lazaret.Metadata, shards ...*S
 	if err != nil {
 		return &lazaret.Error{Op: op, ID: meta.ID, Err: err}
 	}
-	return s.commit(ctx, op, meta.ID, shards, func(txn *badger.Txn, d *delta) error {
+	err = s.commit(ctx, op, meta.ID, shards, func(txn *badger.Txn, d *delta) error {
 		if err := putMetaTxn(txn, meta, val, d); err != nil {
 			return err
 		}
 		return s.outboxAppendTxn(txn, OutboxUpsert, meta.ID, meta.Version, d)
 	})
+	if err == nil {
+		s.ws.acked.Add(1)
+		s.ws.ackedBytes.Add(meta.Size)
+	}
+	return err
 }
 
 // CommitShards makes finished shards visible in one fsync'd transaction,

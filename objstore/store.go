@@ -39,6 +39,8 @@ type Store struct {
 
 	// Counters behind Stats, rebuilt at Open and maintained by every write.
 	messages, bodyBytes, shards, shardBytes atomic.Int64
+	// ws counts what writes cost (writestats.go).
+	ws writeCounters
 
 	// space is the free-space guard (space.go).
 	space space
@@ -85,6 +87,7 @@ func Open(cfg Config, log *slog.Logger, clock lazaret.Clock) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, db: db, log: log, clock: clock, done: make(chan struct{}),
 		commitCh: make(chan *commitReq), stopCommitter: make(chan struct{}), committerDone: make(chan struct{})}
+	s.startWriteStats()
 	go s.committer()
 	if err := s.sweepPending(); errors.Is(err, lazaret.ErrDiskFull) {
 		// Leftover chunks are invisible; a later Open sweeps them. A node
@@ -290,6 +293,9 @@ func (s *Store) commitGroup(group []*commitReq) {
 		}
 		err := txn.Commit()
 		txn.Discard()
+		if s.cfg.SyncWrites && (err == nil || !errors.Is(err, badger.ErrConflict)) {
+			s.ws.synced.Add(1)
+		}
 		if errors.Is(err, badger.ErrConflict) {
 			continue
 		}

@@ -137,13 +137,18 @@ type benchRun struct {
 	smtpAddr string
 	codeFlag string
 	progress progressFunc
+	keep     string   // --keep: write the put phase's ids here, keep the messages
+	idsFile  string   // --ids: get the messages of an earlier --keep run
+	metrics  []string // --metrics: the nodes' /metrics URLs
 
+	kept   []lazaret.ID // read from --ids
 	c      *rpc.Client
 	st     *lazaret.NodeStatus
 	scale  float64 // (k+m)/k: the baseline writes as many bytes as the cluster
 	bodies [][]byte
-	ids    []lazaret.ID // stored through the API
-	smtp   []lazaret.ID // stored through the SMTP filter
+	ids    []lazaret.ID    // stored through the API
+	smtp   []lazaret.ID    // stored through the SMTP filter
+	writes func(io.Writer) // reports the stores' write costs (--metrics)
 }
 
 func (b *benchRun) size(i int) int { return len(b.bodies[i]) }
@@ -162,7 +167,9 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	if err := b.prepare(ctx, m.Stdout); err != nil {
 		return err
 	}
-	defer b.deleteAll(ctx) // leave the node as found
+	if b.keep == "" && b.idsFile == "" {
+		defer b.deleteAll(ctx) // leave the node as found
+	}
 	results, err := b.run(ctx)
 	if err != nil {
 		return err
@@ -181,6 +188,9 @@ func (m *Main) benchFlags(args []string) (*benchRun, error) {
 	baseDir := fs.String("baseline-dir", "", "directory for the fsync baseline (default: beside the node's data directory)")
 	smtpAddr := fs.String("smtp", "", "also measure SMTP ingest through the node's SMTP filter at ADDR (bench_smtp.go)")
 	codeFlag := fs.String("code", "", `erasure code "k+m" the cluster uses, for the baseline's (k+m)/k bytes; default: by cluster size`)
+	keep := fs.String("keep", "", "write the ids of the put phase to FILE and keep the messages (for a later get --ids FILE)")
+	idsFile := fs.String("ids", "", "get: read the messages of an earlier --keep FILE run instead of putting new ones (--count and --seed come from FILE)")
+	metrics := fs.String("metrics", "", "comma-separated /metrics URLs of the nodes (e.g. http://127.0.0.1:9127/metrics): report the syncs and bytes the put phase cost their stores")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return nil, err
@@ -195,7 +205,26 @@ func (m *Main) benchFlags(args []string) (*benchRun, error) {
 	if *count <= 0 || *conc <= 0 {
 		return nil, usagef("--count and --concurrency must be positive")
 	}
-	return &benchRun{socket: *socket, mode: mode, count: *count, conc: *conc, seed: *seed, baseDir: *baseDir, smtpAddr: *smtpAddr, codeFlag: *codeFlag, progress: m.progress}, nil
+	b := &benchRun{socket: *socket, mode: mode, count: *count, conc: *conc, seed: *seed, baseDir: *baseDir, smtpAddr: *smtpAddr, codeFlag: *codeFlag, progress: m.progress, keep: *keep, idsFile: *idsFile}
+	if *metrics != "" {
+		b.metrics = strings.Split(*metrics, ",")
+	}
+	switch {
+	case b.idsFile != "" && mode != "get":
+		return nil, usagef("--ids FILE is for the get phase alone: lazaret bench --ids FILE get")
+	case b.idsFile != "" && (b.keep != "" || b.smtpAddr != ""):
+		return nil, usagef("--ids reads kept messages: it takes no --keep or --smtp")
+	case b.keep != "" && mode == "get":
+		return nil, usagef("--keep keeps the put phase's messages: use it with put or all")
+	}
+	if b.idsFile != "" {
+		seed, ids, err := readKept(b.idsFile)
+		if err != nil {
+			return nil, err
+		}
+		b.seed, b.count, b.kept = seed, len(ids), ids
+	}
+	return b, nil
 }
 
 // prepare asks the node for its status, picks the baseline's directory and
@@ -222,6 +251,9 @@ func (b *benchRun) prepare(ctx context.Context, stdout io.Writer) error {
 		total += int64(len(b.bodies[i]))
 	}
 	b.ids = make([]lazaret.ID, b.count)
+	if b.kept != nil {
+		copy(b.ids, b.kept)
+	}
 	fmt.Fprintf(stdout, "lazaret bench: %d messages (%.1f MB, mix 60%% 2-20KB / 30%% 20-200KB / 10%% 0.2-5MB), concurrency %d, node %d (%s), code %d+%d\n",
 		b.count, float64(total)/1e6, b.conc, st.Node, st.Name, code.K, code.M)
 	return nil
@@ -250,12 +282,14 @@ func benchCode(flag string, st *lazaret.NodeStatus) (erasure.Code, error) {
 // table order: puts (API, SMTP), the fsync baseline, gets, file reads.
 func (b *benchRun) run(ctx context.Context) ([]benchResult, error) {
 	var results []benchResult
-	put, err := b.puts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if b.mode != "get" {
-		results = append(results, put)
+	if b.kept == nil {
+		put, err := b.measuredPuts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if b.mode != "get" {
+			results = append(results, put)
+		}
 	}
 	if b.smtpAddr != "" && b.mode != "get" {
 		sres, err := b.smtpPuts()
@@ -295,6 +329,33 @@ func (b *benchRun) puts(ctx context.Context) (benchResult, error) {
 		}
 		return err
 	})
+}
+
+// measuredPuts runs the put phase, reading the stores' write counters
+// around it (--metrics), and writes the ids (--keep).
+func (b *benchRun) measuredPuts(ctx context.Context) (benchResult, error) {
+	var before storeWrites
+	if len(b.metrics) > 0 {
+		var err error
+		if before, err = scrapeWrites(ctx, b.metrics); err != nil {
+			return benchResult{}, err
+		}
+	}
+	put, err := b.puts(ctx)
+	if err != nil {
+		return put, err
+	}
+	if len(b.metrics) > 0 {
+		after, err := scrapeWrites(ctx, b.metrics)
+		if err != nil {
+			return put, err
+		}
+		b.writes = func(w io.Writer) { reportWrites(w, before, after, put.msgs, put.bytes, len(b.metrics)) }
+	}
+	if b.keep != "" {
+		return put, writeKept(b.keep, b.seed, b.ids)
+	}
+	return put, nil
 }
 
 // smtpPuts stores every body again through the SMTP filter.
@@ -365,6 +426,9 @@ func (b *benchRun) report(w io.Writer, results []benchResult) {
 	tw.Flush()
 	if b.mode != "get" {
 		fmt.Fprintf(w, "put / fsync baseline: %.2f (msgs/s ratio)\n", put.perSec()/base.perSec())
+	}
+	if b.writes != nil {
+		b.writes(w)
 	}
 }
 

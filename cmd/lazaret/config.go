@@ -283,6 +283,7 @@ func (c *Config) daemonConfig() daemon.Config {
 
 		API:        daemon.APIConfig{Socket: c.API.Socket, Mode: mode, Group: c.API.SocketGroup},
 		HTTPListen: c.HTTP.Listen,
+		PProf:      c.HTTP.PProf,
 		Health:     c.Health.daemonHealth(),
 	}
 	dc.Store.MinFree = int64(c.Store.MinFree)

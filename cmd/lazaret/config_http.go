@@ -15,6 +15,10 @@ type HTTPConfig struct {
 	// "0.0.0.0:9127" for HAProxy health checks from another host. Empty
 	// (the default) runs no HTTP endpoint; serve --http ADDR sets it.
 	Listen string `toml:"listen"`
+	// PProf serves Go's profiles (net/http/pprof) under /debug/pprof/ on
+	// the endpoint, and samples blocking and mutex contention. Off by
+	// default: it exposes internals and costs some CPU.
+	PProf bool `toml:"pprof"`
 }
 
 // HealthConfig is the [health] table: when GET /health answers 503
