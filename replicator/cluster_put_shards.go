@@ -225,7 +225,7 @@ func (n *Node) adoptLate(id lazaret.ID, code erasure.Code, chunk int, r *shardRu
 			m.Placement.Shards = append(slices.Clone(pl.Shards), r.loc)
 			slices.SortFunc(m.Placement.Shards, func(a, b lazaret.ShardLoc) int { return a.Index - b.Index })
 			m.Placement.UnderProtected = len(m.Placement.Shards) < code.Shards()
-			m.Version = n.hlc.Now()
+			m.Version = n.versionAfter(m)
 			m.Placement.Version = m.Version // see lazaret.Merge rule 4
 			if err := n.store.PutMeta(ctx, m); err != nil {
 				n.log.Warn("put: recording a late shard failed; message stays under-protected", "id", id, "shard", r.index, "node", r.node, "err", err)

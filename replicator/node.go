@@ -347,6 +347,17 @@ func (n *Node) Release(ctx context.Context, id lazaret.ID, recipients []string, 
 	return n.release(ctx, id, recipients, who)
 }
 
+// versionAfter returns a new version for a change derived from cur: newer
+// than cur's record and placement versions even when cur came from a node
+// whose clock runs ahead and this node's clock has not seen it (a record
+// stored before a restart, say). Without it a local change can lose the
+// merge to the very record it replaced.
+func (n *Node) versionAfter(cur *lazaret.Metadata) lazaret.Version {
+	n.hlc.Observe(cur.Version)
+	n.hlc.Observe(cur.Placement.Version)
+	return n.hlc.Now()
+}
+
 // update applies fn to a live message's metadata under its lock, gives it a
 // new version and stores it durably.
 func (n *Node) update(ctx context.Context, op string, id lazaret.ID, fn func(*lazaret.Metadata) error) (*lazaret.Metadata, error) {
@@ -359,10 +370,11 @@ func (n *Node) update(ctx context.Context, op string, id lazaret.ID, fn func(*la
 	if err != nil {
 		return nil, err
 	}
+	v := n.versionAfter(m)
 	if err := fn(m); err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: err}
 	}
-	m.Version = n.hlc.Now()
+	m.Version = v
 	if err := n.store.PutMeta(ctx, m); err != nil {
 		return nil, &lazaret.Error{Op: op, ID: id, Err: lazaret.Temporary(err)}
 	}

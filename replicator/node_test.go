@@ -323,3 +323,30 @@ func TestPutRefusals(t *testing.T) {
 		t.Errorf("Put with a cancelled context: %v", err)
 	}
 }
+
+// A change made here wins the merge against the record it was made from,
+// even when that record carries a version from a clock far ahead of this
+// node's that this node's clock never observed (stored before a restart,
+// or written straight into the store as here). The soak saw a repair lose
+// this way after one node's clock was stepped ahead.
+func TestUpdateNewerThanRecordFromFastClock(t *testing.T) {
+	f := newFx(t, nil)
+	ctx := fxCtx(t)
+	m := f.put(fxMail(2000, 1), "b@example.com")
+	ahead := m.Clone()
+	ahead.Version = lazaret.Version{Wall: fxT0.Add(5 * time.Minute).UnixNano(), Node: 9}
+	ahead.Placement.Version = ahead.Version
+	if err := f.store.PutMeta(ctx, ahead); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.node.Learn(ctx, m.ID, lazaret.LearnSpam, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version.Compare(ahead.Version) <= 0 {
+		t.Fatalf("learn gave version %v, not newer than the stored %v", got.Version, ahead.Version)
+	}
+	if w := lazaret.Merge(ahead, got); w.LearnedAs != lazaret.LearnSpam {
+		t.Fatalf("the learn lost the merge to the record it changed: %+v", w.LearnedAs)
+	}
+}

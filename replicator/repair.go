@@ -853,7 +853,7 @@ func (r *repairer) fill(ctx context.Context, m *lazaret.Metadata, pl lazaret.Pla
 	for _, d := range details {
 		up.History = append(up.History, n.event("repair", "repair", d))
 	}
-	up.Version = n.hlc.Now()
+	up.Version = n.versionAfter(cur)
 	up.Placement.Version = up.Version // see lazaret.Merge rule 4
 	if err := n.store.PutMeta(ctx, up); err != nil {
 		return &lazaret.Error{Op: "repair", ID: m.ID, Err: lazaret.Temporary(err)}
@@ -954,7 +954,7 @@ func (r *repairer) spread(ctx context.Context, m *lazaret.Metadata) error {
 		bytes += l.Size
 	}
 	up.History = append(up.History, n.event("repair", "protect", fmt.Sprintf("%v on nodes %s", code, strings.Join(nodes, ","))))
-	up.Version = n.hlc.Now()
+	up.Version = n.versionAfter(cur)
 	up.Placement.Version = up.Version // see lazaret.Merge rule 4
 	var ws []*objstore.ShardWriter
 	if local != nil {

@@ -1014,7 +1014,7 @@ func (s *soak) converged(acked []*netMsg, pgDSN string) (string, map[lazaret.ID]
 		}
 		for _, id := range ids {
 			if js[id] != refJSON[id] {
-				return fmt.Sprintf("record %s differs: node 1 has %s; node %d has %s", id, netClip(refJSON[id], 300), nd.k, netClip(js[id], 300)), ref
+				return fmt.Sprintf("record %s differs between node 1 and node %d: %s", id, nd.k, jsonFieldDiff(refJSON[id], js[id])), ref
 			}
 		}
 	}
@@ -1320,4 +1320,27 @@ func (s *soak) verifyReleases() (delivered, missing, twice int) {
 		}
 	}
 	return
+}
+
+// jsonFieldDiff names the top-level fields in which two JSON records
+// differ, with both values (clipped), so a convergence failure says what
+// did not converge.
+func jsonFieldDiff(a, b string) string {
+	var ma, mb map[string]json.RawMessage
+	if json.Unmarshal([]byte(a), &ma) != nil || json.Unmarshal([]byte(b), &mb) != nil {
+		return fmt.Sprintf("%s vs %s", netClip(a, 300), netClip(b, 300))
+	}
+	var out []string
+	for k := range ma {
+		if string(ma[k]) != string(mb[k]) {
+			out = append(out, fmt.Sprintf("%s: %s vs %s", k, netClip(string(ma[k]), 400), netClip(string(mb[k]), 400)))
+		}
+	}
+	for k := range mb {
+		if _, ok := ma[k]; !ok {
+			out = append(out, fmt.Sprintf("%s: absent vs %s", k, netClip(string(mb[k]), 400)))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; ")
 }
