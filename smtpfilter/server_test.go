@@ -512,8 +512,13 @@ func TestShutdownWaitsForData(t *testing.T) {
 	if got := rc.reply(); !strings.HasPrefix(got, "250") {
 		t.Errorf("in-flight message got %q", got)
 	}
-	if got := rc.reply(); !strings.HasPrefix(got, "421") {
-		t.Errorf("command pipelined after the in-flight message got %q, want 421", got)
+	// The command pipelined behind it gets a 421, or, when the drain's
+	// close wins the race with that reply (seen once in a loaded
+	// fresh-clone run), the connection closes: either way the client
+	// retries later and nothing was taken in. What must never happen is
+	// a reply that accepts it.
+	if got := rc.reply(); !strings.HasPrefix(got, "421") && got != "ERR EOF" {
+		t.Errorf("command pipelined after the in-flight message got %q, want 421 or a close", got)
 	}
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown: %v", err)
